@@ -1,0 +1,1 @@
+"""The `boite` command line."""

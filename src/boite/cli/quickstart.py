@@ -1,0 +1,87 @@
+"""`boite quickstart`: copy the retail example into a folder, build it, say what to try next."""
+
+from __future__ import annotations
+
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from boite.errors import InternalError, UserError
+
+EXAMPLE = "retail"
+
+
+def example_dir(name: str) -> Path:
+    """The shipped example: inside the installed package, or in the source checkout."""
+    packaged = resources.files("boite").joinpath("_examples", name)
+    if packaged.is_dir():
+        return Path(str(packaged))
+    checkout = Path(__file__).resolve().parents[3] / "examples" / name
+    if checkout.is_dir():
+        return checkout
+    raise InternalError(f"the '{name}' example is missing from this installation of boite")
+
+
+def copy_example(name: str, folder: Path, *, force: bool) -> Path:
+    source = example_dir(name)
+    folder = folder.resolve()
+    marker = folder / "boite.yaml"
+    if folder.exists():
+        same = marker.exists() and marker.read_text() == (source / "boite.yaml").read_text()
+        if same:
+            return folder  # the quickstart ran here before: build it again, incrementally
+        if any(folder.iterdir()):
+            if not force:
+                raise UserError(
+                    f"{folder} already exists and holds something else than the {name} example",
+                    hint="Pass another folder, or --force to replace its contents.",
+                )
+            shutil.rmtree(folder)
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns(".boite", "__pycache__"))
+    return folder
+
+
+def run_quickstart(folder: Path, *, force: bool, console: Console) -> int:
+    from boite.cli.render import run_with_progress
+    from boite.pipeline.project import open_project
+
+    target = copy_example(EXAMPLE, folder, force=force)
+    console.print(
+        f"[bold]boite quickstart[/bold]: the retail example (CDNOW purchases, 1997-98) in {target}",
+        markup=True,
+    )
+    project = open_project(target)
+    report = run_with_progress(project, None, wait=False, workers=None, console=console)
+    if not report.ok:
+        return 2
+    table = Table(title="What it built", show_edge=False, pad_edge=False, title_justify="left")
+    for col in ("dataset", "version", "rows", "columns"):
+        table.add_column(col)
+    for ds in project.datasets():
+        table.add_row(ds.name, f"v{ds.version}", f"{ds.rows:,}", ", ".join(ds.schema)[:70])
+    console.print(table)
+    rel = _display(target)
+    console.print("\n[bold]Try next[/bold]", markup=True)
+    for line in (
+        f"cd {rel}",
+        "boite status                                  # everything is up to date",
+        "boite run                                     # a second run does nothing",
+        "boite show dataset customer_activity          # schema, stats, version, inputs",
+        "boite lineage customer_activity --upstream    # back to the raw CDNOW file",
+        "python -c \"import boite; print(boite.open_project().dataset('repurchase_labels')"
+        '.to_pandas().head())"',
+        "edit transforms/customer_daily.sql, then `boite status` and `boite run`",
+    ):
+        console.print("  " + line, markup=False)
+    project.close()
+    return 0
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,1 @@
+"""Core: the project file, the ledger, the artifact store, the engine, metering."""

@@ -1,0 +1,154 @@
+"""The artifact store: content-addressed files behind an fsspec URL.
+
+A file is written under a temporary name and renamed to its hash, so a reader
+never sees half of it; every read checks the hash, so a file changed on disk is
+caught before it is used. The default store is a folder of the project; an
+``s3://`` or ``gs://`` URL puts the same layout in object storage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from boite.errors import ArtifactIntegrityError, NotFoundError
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    uri: str
+    sha256: str
+    size: int
+
+
+class ArtifactStore:
+    """Content-addressed files under ``url`` (a folder relative to ``root``, or an fsspec URL)."""
+
+    def __init__(self, url: str, *, root: Path, scratch: Path) -> None:
+        self.url = url.rstrip("/")
+        self.root = root
+        self.scratch = scratch
+        protocol, _, rest = self.url.partition("://")
+        if rest and protocol != "file":
+            self.fs, self._base = fsspec.core.url_to_fs(self.url)
+            self.is_local = isinstance(self.fs, LocalFileSystem)
+        else:
+            local = Path(rest if rest else self.url)
+            self._base = str(local if local.is_absolute() else root / local)
+            self.fs = LocalFileSystem()
+            self.is_local = True
+        self._verified: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    # URIs are recorded as the configured URL plus the key, so that a project
+    # folder can move (relative default) and object storage keeps full URLs.
+    def uri_for(self, key: str) -> str:
+        return f"{self.url}/{key}"
+
+    def _key(self, uri: str) -> str:
+        prefix = self.url + "/"
+        if not uri.startswith(prefix):
+            raise NotFoundError("artifact file", uri)
+        return uri[len(prefix) :]
+
+    def _full(self, key: str) -> str:
+        return f"{self._base}/{key}"
+
+    def new_scratch_file(self, suffix: str) -> Path:
+        """A fresh path in the scratch folder; cleared by :meth:`clear_scratch`."""
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        return self.scratch / f"{uuid.uuid4().hex}{suffix}"
+
+    def clear_scratch(self) -> None:
+        """Remove leftovers of a killed run; call only while holding the project lock."""
+        if self.scratch.exists():
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def put_file(self, local: Path, *, suffix: str, sha256: str | None = None) -> StoredFile:
+        """Store ``local`` under its hash and return where it went; ``local`` is consumed."""
+        digest = sha256 or sha256_file(local)
+        size = local.stat().st_size
+        key = f"{digest[:2]}/{digest}{suffix}"
+        target = self._full(key)
+        if self.fs.exists(target) and self._matches(target, digest):
+            local.unlink(missing_ok=True)
+            return StoredFile(self.uri_for(key), digest, size)
+        parent = target.rsplit("/", 1)[0]
+        self.fs.makedirs(parent, exist_ok=True)
+        if self.is_local:
+            fsync_path(local)
+            tmp = f"{target}.{uuid.uuid4().hex}.tmp"
+            shutil.move(str(local), tmp)
+            os.replace(tmp, target)
+            fsync_path(Path(parent))
+        else:
+            tmp = f"{target}.{uuid.uuid4().hex}.tmp"
+            self.fs.put_file(str(local), tmp)
+            self.fs.mv(tmp, target)
+            local.unlink(missing_ok=True)
+        return StoredFile(self.uri_for(key), digest, size)
+
+    def _matches(self, target: str, digest: str) -> bool:
+        with self.fs.open(target, "rb") as handle:
+            hasher = hashlib.sha256()
+            while chunk := handle.read(_CHUNK):
+                hasher.update(chunk)
+        return hasher.hexdigest() == digest
+
+    def exists(self, uri: str) -> bool:
+        return self.fs.exists(self._full(self._key(uri)))
+
+    def local_path(self, uri: str, sha256: str, *, what: str | None = None) -> Path:
+        """A local path to the verified content of ``uri``; raises if it was tampered with."""
+        key = self._key(uri)
+        full = self._full(key)
+        if self.is_local:
+            path = Path(full)
+        else:
+            path = self.scratch.parent / "cache" / key
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.fs.get_file(full, str(path))
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise ArtifactIntegrityError(uri, sha256, "(file missing)", what=what) from None
+        stamp = (stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            if self._verified.get(str(path)) == stamp:
+                return path
+        found = sha256_file(path)
+        if found != sha256:
+            raise ArtifactIntegrityError(uri, sha256, found, what=what)
+        with self._lock:
+            self._verified[str(path)] = stamp
+        return path
+
+    def read_bytes(self, uri: str, sha256: str, *, what: str | None = None) -> bytes:
+        return self.local_path(uri, sha256, what=what).read_bytes()

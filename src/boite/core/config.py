@@ -1,0 +1,421 @@
+"""``boite.yaml``: the typed schema of a project, and a loader with precise errors.
+
+Every error names the file, the key path and line, what is allowed and what was
+found, with "did you mean" for misspelled keys and names.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from boite.core.durations import parse_duration
+from boite.core.suggest import did_you_mean
+from boite.errors import ConfigError
+
+CONFIG_FILE = "boite.yaml"
+STATE_DIR = ".boite"
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME_RULE = "letters, digits and underscores, not starting with a digit"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Stores(_Strict):
+    """Where the project keeps its state; every store is a URL with an embedded default."""
+
+    ledger: str = f"sqlite:///{STATE_DIR}/ledger.db"
+    artifacts: str = f"{STATE_DIR}/artifacts"
+    engine: Literal["duckdb"] = "duckdb"
+
+
+class SourceConfig(_Strict):
+    """Raw data: files (with globs) or a table or query of a SQL database."""
+
+    path: str | list[str] | None = None
+    format: Literal["csv", "parquet", "json"] | None = None
+    delimiter: str | None = None
+    header: bool = True
+    columns: dict[str, str] | None = None
+    url: str | None = None
+    table: str | None = None
+    query: str | None = None
+    description: str | None = None
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter(cls, value: str | None) -> str | None:
+        if value is None or value == "whitespace":
+            return value
+        if value == "\\t":
+            return "\t"
+        if len(value) != 1:
+            raise ValueError(
+                "a delimiter is one character (such as ',', ';', '|' or '\\t') or the word "
+                f"'whitespace' (runs of spaces and tabs); got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SourceConfig:
+        if (self.path is None) == (self.url is None):
+            raise ValueError(
+                "a source needs exactly one of 'path' (files, globs allowed) or 'url' "
+                "(a database, with 'table' or 'query')"
+            )
+        if self.url is not None:
+            if (self.table is None) == (self.query is None):
+                raise ValueError("a database source needs exactly one of 'table' or 'query'")
+            if self.format or self.delimiter:
+                raise ValueError("'format' and 'delimiter' apply to file sources, not to 'url'")
+        elif self.table is not None or self.query is not None:
+            raise ValueError("'table' and 'query' need 'url' (the database to read them from)")
+        return self
+
+    @property
+    def paths(self) -> list[str]:
+        if self.path is None:
+            return []
+        return [self.path] if isinstance(self.path, str) else list(self.path)
+
+
+def _columns(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return value
+
+
+class NotNullCheck(_Strict):
+    kind: Literal["not_null"]
+    columns: list[str] = Field(min_length=1)
+
+    _wrap = field_validator("columns", mode="before")(lambda v: _columns(v))
+
+
+class UniqueCheck(_Strict):
+    kind: Literal["unique"]
+    columns: list[str] = Field(min_length=1)
+
+    _wrap = field_validator("columns", mode="before")(lambda v: _columns(v))
+
+
+class AcceptedValuesCheck(_Strict):
+    kind: Literal["accepted_values"]
+    column: str
+    values: list[Any] = Field(min_length=1)
+
+
+class RangeCheck(_Strict):
+    kind: Literal["range"]
+    column: str
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RangeCheck:
+        if self.min is None and self.max is None:
+            raise ValueError("a range check needs 'min', 'max' or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"'min' ({self.min}) is greater than 'max' ({self.max})")
+        return self
+
+
+class RowCountCheck(_Strict):
+    kind: Literal["row_count"]
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RowCountCheck:
+        if self.min is None and self.max is None:
+            raise ValueError("a row_count check needs 'min', 'max' or both")
+        return self
+
+
+class FreshnessCheck(_Strict):
+    kind: Literal["freshness"]
+    column: str
+    max_age: timedelta
+
+    _age = field_validator("max_age", mode="before")(lambda v: parse_duration(v))
+
+
+Check = Annotated[
+    Union[  # noqa: UP007 - pydantic's discriminator wants a Union here
+        NotNullCheck, UniqueCheck, AcceptedValuesCheck, RangeCheck, RowCountCheck, FreshnessCheck
+    ],
+    Field(discriminator="kind"),
+]
+CHECK_KINDS = ["not_null", "unique", "accepted_values", "range", "row_count", "freshness"]
+# Checks whose value may be given directly instead of as a mapping: {not_null: id}.
+_SHORT_FORM = {"not_null": "columns", "unique": "columns"}
+
+
+class TransformConfig(_Strict):
+    """Settings of a transform; its code lives in transforms/NAME.sql or NAME.py."""
+
+    description: str | None = None
+    checks: list[Check] = []
+    tags: dict[str, str] = {}
+
+    @field_validator("checks", mode="before")
+    @classmethod
+    def _check_form(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, dict) or len(item) != 1:
+                raise ValueError(
+                    f"check #{i + 1} must be a mapping with one key, the kind of check "
+                    f"({', '.join(CHECK_KINDS)}), such as {{not_null: customer_id}}; got {item!r}"
+                )
+            ((kind, body),) = item.items()
+            if kind not in CHECK_KINDS:
+                guess = did_you_mean(str(kind), CHECK_KINDS)
+                hint = f" Did you mean '{guess}'?" if guess else ""
+                raise ValueError(
+                    f"check #{i + 1}: unknown kind of check {kind!r}; allowed: "
+                    f"{', '.join(CHECK_KINDS)}.{hint}"
+                )
+            if kind in _SHORT_FORM and not isinstance(body, dict):
+                body = {_SHORT_FORM[kind]: body}
+            if not isinstance(body, dict):
+                raise ValueError(
+                    f"check #{i + 1} ({kind}) needs a mapping of settings; got {body!r}"
+                )
+            out.append({"kind": kind, **body})
+        return out
+
+
+class RunSettings(_Strict):
+    workers: int = Field(default=2, ge=1, le=64)
+
+
+class ProjectConfig(_Strict):
+    """The whole of boite.yaml."""
+
+    name: str
+    description: str | None = None
+    now: datetime | None = None
+    stores: Stores = Stores()
+    sources: dict[str, SourceConfig] = {}
+    transforms: dict[str, TransformConfig] = {}
+    run: RunSettings = RunSettings()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the project name must not be empty")
+        return value
+
+    @field_validator("sources", "transforms")
+    @classmethod
+    def _table_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"table name {name!r} is not allowed: use {NAME_RULE}")
+        return value
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> ProjectConfig:
+        both = sorted(set(self.sources) & set(self.transforms))
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} is declared both as a source and as a transform; "
+                "a table has one producer, so rename one of them"
+            )
+        return self
+
+
+# --- loading -----------------------------------------------------------------
+
+
+def load_config(path: Path) -> ProjectConfig:
+    """Read and validate ``boite.yaml`` at ``path``."""
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("the file does not exist", file=file) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"the file is not UTF-8 text ({exc.reason})", file=file) from None
+    return parse_config(text, file=file)
+
+
+def parse_config(text: str, *, file: str = CONFIG_FILE) -> ProjectConfig:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        line = mark.line + 1 if mark is not None else None
+        col = f", column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(
+            f"this is not valid YAML: {problem}{col}",
+            file=file,
+            line=line,
+            hint="Check the indentation and the quoting around that line.",
+        ) from None
+    if data is None:
+        raise ConfigError(
+            "the file is empty", file=file, hint="It needs at least `name: my-product`."
+        )
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"the top level must be a mapping of keys (name, sources, transforms, ...); "
+            f"found {type(data).__name__}",
+            file=file,
+            line=1,
+        )
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, node, file) from None
+
+
+def _config_error(exc: ValidationError, node: yaml.Node | None, file: str) -> ConfigError:
+    errors = exc.errors()
+    first = errors[0]
+    loc = tuple(first["loc"])
+    yaml_path = _yaml_path(loc, node)
+    key = _dotted(yaml_path)
+    line = _line_of(yaml_path, node)
+    kind = first["type"]
+    found = first.get("input")
+    more = f" ({len(errors) - 1} more problem(s) after this one)" if len(errors) > 1 else ""
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        bad = str(loc[-1])
+        guess = did_you_mean(bad, allowed)
+        hint = (f"Did you mean '{guess}'? " if guess else "") + (
+            "Allowed keys here: " + ", ".join(allowed) + "." if allowed else ""
+        )
+        return ConfigError(f"unknown key '{bad}'{more}", file=file, key=key, line=line, hint=hint)
+    if kind == "missing":
+        return ConfigError(
+            f"the key '{loc[-1]}' is required here but missing{more}",
+            file=file,
+            key=_dotted(yaml_path[:-1]) or None,
+            line=_line_of(yaml_path[:-1], node),
+        )
+    message = first["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    shown = repr(found) if not isinstance(found, dict) else "a mapping"
+    if kind not in ("value_error", "assertion_error"):
+        message = f"{message}; found {shown}"
+    return ConfigError(message + more, file=file, key=key or None, line=line)
+
+
+def _yaml_path(loc: tuple[Any, ...], node: yaml.Node | None) -> list[Any]:
+    # Check kinds are both the YAML key and the union tag, so pydantic's location
+    # is already the key path in the file.
+    del node
+    return list(loc)
+
+
+def _child(node: yaml.Node | None, part: Any) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if key_node.value == str(part):
+                return value_node
+        return None
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+        return node.value[part] if 0 <= part < len(node.value) else None
+    return None
+
+
+def _line_of(path: list[Any], node: yaml.Node | None) -> int | None:
+    current = node
+    line = None if node is None else node.start_mark.line + 1
+    for part in path:
+        if isinstance(current, yaml.MappingNode):
+            found = None
+            for key_node, value_node in current.value:
+                if key_node.value == str(part):
+                    found = (key_node, value_node)
+            if found is None:
+                return line
+            line = found[0].start_mark.line + 1
+            current = found[1]
+        elif isinstance(current, yaml.SequenceNode) and isinstance(part, int):
+            if not 0 <= part < len(current.value):
+                return line
+            current = current.value[part]
+            line = current.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _dotted(path: list[Any]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys a mapping at ``loc`` accepts, found by walking the schema."""
+    current: Any = ProjectConfig
+    for part in loc:
+        current = _step_type(current, part)
+        if current is None:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [name for name in current.model_fields if name != "kind"]
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    while typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return _unwrap(args[0])
+    return tp
+
+
+def _step_type(tp: Any, part: Any) -> Any:
+    tp = _unwrap(tp)
+    origin = typing.get_origin(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        field = tp.model_fields.get(str(part))
+        return None if field is None else field.annotation
+    if origin is dict:
+        return typing.get_args(tp)[1]
+    if origin is list:
+        return typing.get_args(tp)[0]
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            arg = _unwrap(arg)
+            kind = getattr(arg, "model_fields", {}).get("kind")
+            if kind is not None and typing.get_args(kind.annotation) == (part,):
+                return arg
+    return None

@@ -1,0 +1,538 @@
+"""The ledger: every run and every artifact, with the edges between them.
+
+SQLAlchemy Core over SQLite (WAL, busy timeout) by default; the same code runs on
+PostgreSQL (no SQLite-only SQL here). A run's outputs are committed in one
+transaction, after their files are durable, so a killed process never leaves a
+half-registered artifact.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from boite.core import ledger_schema as t
+from boite.errors import LedgerError, NotFoundError
+
+RUNNING, SUCCEEDED, FAILED, INTERRUPTED = "running", "succeeded", "failed", "interrupted"
+CONSUMED, PRODUCED = "consumed", "produced"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything in the ledger is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    id: str
+    kind: str
+    name: str
+    version: int
+    content_hash: str
+    uri: str
+    format: str
+    schema: dict[str, str] | None
+    stats: dict[str, Any] | None
+    rows: int | None
+    bytes: int | None
+    time_context: dict[str, Any] | None
+    meta: dict[str, Any] | None
+    created_at: datetime
+    run_id: str | None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    step: str
+    kind: str
+    status: str
+    params: dict[str, Any]
+    code_fingerprint: str | None
+    fingerprint: str | None
+    started_at: datetime
+    ended_at: datetime | None
+    wall_s: float | None
+    cpu_s: float | None
+    peak_rss_bytes: int | None
+    bytes_in: int | None
+    bytes_out: int | None
+    rows_in: int | None
+    rows_out: int | None
+    error: str | None
+    pid: int | None
+    host: str | None
+    user: str | None
+
+
+@dataclass
+class NewArtifact:
+    """An artifact to register when its run finishes."""
+
+    kind: str
+    name: str
+    content_hash: str
+    uri: str
+    format: str
+    schema: dict[str, str] | None = None
+    stats: dict[str, Any] | None = None
+    rows: int | None = None
+    bytes: int | None = None
+    time_context: dict[str, Any] | None = None
+    meta: dict[str, Any] | None = None
+    column_lineage: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Resources:
+    wall_s: float | None = None
+    cpu_s: float | None = None
+    peak_rss_bytes: int | None = None
+    bytes_in: int | None = None
+    bytes_out: int | None = None
+    rows_in: int | None = None
+    rows_out: int | None = None
+
+
+def _artifact(row: Any) -> ArtifactRecord:
+    m = row._mapping
+    return ArtifactRecord(
+        id=m["id"],
+        kind=m["kind"],
+        name=m["name"],
+        version=m["version"],
+        content_hash=m["content_hash"],
+        uri=m["uri"],
+        format=m["format"],
+        schema=m["schema"],
+        stats=m["stats"],
+        rows=m["rows"],
+        bytes=m["bytes"],
+        time_context=m["time_context"],
+        meta=m["meta"],
+        created_at=_aware(m["created_at"]),  # type: ignore[arg-type]
+        run_id=m["run_id"],
+    )
+
+
+def _run(row: Any) -> RunRecord:
+    m = dict(row._mapping)
+    m["started_at"] = _aware(m["started_at"])
+    m["ended_at"] = _aware(m["ended_at"])
+    return RunRecord(**m)
+
+
+def make_engine(url: str, root: Path) -> Engine:
+    """An engine for ``url``; a relative SQLite path is taken from the project root."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not os.path.isabs(database):
+            path = root / database
+            path.parent.mkdir(parents=True, exist_ok=True)
+            parsed = parsed.set(database=str(path))
+        engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # WAL lets readers go on while a run writes; the busy timeout makes
+            # two writers wait for each other instead of failing at once.
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(parsed, pool_pre_ping=True)
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the ledger schema to ``revision`` with Alembic."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+class Ledger:
+    """Read and write the record of runs and artifacts."""
+
+    def __init__(self, url: str, *, root: Path) -> None:
+        self.url = url
+        self.engine = make_engine(url, root)
+        try:
+            # Reading the revision is cheap; Alembic is only imported to migrate.
+            if current_revision(self.engine) != t.SCHEMA_REVISION:
+                migrate(self.engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise LedgerError(f"cannot open the ledger at {url}: {exc}") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- runs ------------------------------------------------------------
+
+    def start_run(
+        self,
+        step: str,
+        kind: str,
+        *,
+        params: dict[str, Any] | None = None,
+        code_fingerprint: str | None = None,
+        fingerprint: str | None = None,
+    ) -> str:
+        run_id = new_id()
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.runs.insert().values(
+                    id=run_id,
+                    step=step,
+                    kind=kind,
+                    status=RUNNING,
+                    params=params or {},
+                    code_fingerprint=code_fingerprint,
+                    fingerprint=fingerprint,
+                    started_at=utcnow(),
+                    pid=os.getpid(),
+                    host=socket.gethostname(),
+                    user=_user(),
+                )
+            )
+        return run_id
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        resources: Resources = Resources(),
+        error: str | None = None,
+        consumed: Iterable[str] = (),
+        observed: Sequence[NewArtifact] = (),
+        produced: Sequence[NewArtifact] = (),
+        metrics: dict[str, float] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> list[ArtifactRecord]:
+        """Close a run and register what it consumed and produced, in one transaction.
+
+        ``observed`` are inputs seen for the first time (raw files): they are
+        registered, versioned by content, and recorded as consumed. An output whose
+        content equals the newest version of the same artifact is not a new
+        version: the run is recorded as producing that version again.
+        """
+        now = utcnow()
+        out: list[ArtifactRecord] = []
+        with self.engine.begin() as conn:
+            seen = [self._register(conn, new, None, now).id for new in observed]
+            for new in produced:
+                out.append(self._register(conn, new, run_id, now))
+            for artifact_id in dict.fromkeys([*consumed, *seen]):
+                conn.execute(
+                    t.edges.insert().values(
+                        run_id=run_id, artifact_id=artifact_id, direction=CONSUMED
+                    )
+                )
+            for record in out:
+                conn.execute(
+                    t.edges.insert().values(
+                        run_id=run_id, artifact_id=record.id, direction=PRODUCED
+                    )
+                )
+            if metrics:
+                conn.execute(
+                    t.metrics.insert(),
+                    [
+                        {"run_id": run_id, "key": k, "value": float(v), "recorded_at": now}
+                        for k, v in metrics.items()
+                    ],
+                )
+            values: dict[str, Any] = {
+                "status": status,
+                "ended_at": now,
+                "error": error,
+                "wall_s": resources.wall_s,
+                "cpu_s": resources.cpu_s,
+                "peak_rss_bytes": resources.peak_rss_bytes,
+                "bytes_in": resources.bytes_in,
+                "bytes_out": resources.bytes_out,
+                "rows_in": resources.rows_in,
+                "rows_out": resources.rows_out,
+            }
+            if params is not None:
+                values["params"] = params
+            conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(**values))
+        return out
+
+    def _register(
+        self, conn: Connection, new: NewArtifact, run_id: str | None, now: datetime
+    ) -> ArtifactRecord:
+        latest = conn.execute(
+            sa.select(t.artifacts)
+            .where(t.artifacts.c.kind == new.kind, t.artifacts.c.name == new.name)
+            .order_by(t.artifacts.c.version.desc())
+            .limit(1)
+        ).first()
+        if latest is not None and latest._mapping["content_hash"] == new.content_hash:
+            return _artifact(latest)
+        version = 1 if latest is None else latest._mapping["version"] + 1
+        artifact_id = new_id()
+        conn.execute(
+            t.artifacts.insert().values(
+                id=artifact_id,
+                kind=new.kind,
+                name=new.name,
+                version=version,
+                content_hash=new.content_hash,
+                uri=new.uri,
+                format=new.format,
+                schema=new.schema,
+                stats=new.stats,
+                rows=new.rows,
+                bytes=new.bytes,
+                time_context=new.time_context,
+                meta=new.meta,
+                created_at=now,
+                run_id=run_id,
+            )
+        )
+        rows = [
+            {"artifact_id": artifact_id, "column": col, "source_table": tbl, "source_column": src}
+            for col, sources in new.column_lineage.items()
+            for tbl, src in sorted(set(sources))
+        ]
+        if rows:
+            conn.execute(t.column_lineage.insert(), rows)
+        record = conn.execute(sa.select(t.artifacts).where(t.artifacts.c.id == artifact_id)).one()
+        return _artifact(record)
+
+    def interrupt_stale_runs(self) -> int:
+        """Mark runs left 'running' by a killed process; call while holding the project lock."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                t.runs.update()
+                .where(t.runs.c.status == RUNNING)
+                .values(
+                    status=INTERRUPTED,
+                    ended_at=utcnow(),
+                    error="the process running this step stopped before it finished",
+                )
+            )
+            return result.rowcount or 0
+
+    def run(self, run_id: str) -> RunRecord:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.runs).where(t.runs.c.id.like(f"{run_id}%")).limit(2)
+            ).all()
+        if len(rows) != 1:
+            raise NotFoundError("run", run_id)
+        return _run(rows[0])
+
+    def runs(self, *, step: str | None = None, limit: int | None = None) -> list[RunRecord]:
+        query = sa.select(t.runs).order_by(t.runs.c.started_at.desc())
+        if step is not None:
+            query = query.where(t.runs.c.step == step)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [_run(r) for r in conn.execute(query)]
+
+    def latest_runs(self, *, status: str | None = None) -> dict[str, RunRecord]:
+        """The newest run of each step (optionally only those with ``status``), in one query."""
+        ranked = sa.select(
+            t.runs,
+            sa.func.row_number()
+            .over(partition_by=t.runs.c.step, order_by=t.runs.c.started_at.desc())
+            .label("rank"),
+        )
+        if status is not None:
+            ranked = ranked.where(t.runs.c.status == status)
+        sub = ranked.subquery()
+        query = sa.select(*[sub.c[c.name] for c in t.runs.columns]).where(sub.c.rank == 1)
+        with self.engine.connect() as conn:
+            return {r._mapping["step"]: _run(r) for r in conn.execute(query)}
+
+    def metrics(self, run_id: str) -> dict[str, float]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.metrics.c.key, t.metrics.c.value)
+                .where(t.metrics.c.run_id == run_id)
+                .order_by(t.metrics.c.id)
+            )
+            return {k: v for k, v in rows}
+
+    # --- artifacts -------------------------------------------------------
+
+    def artifact(self, kind: str, name: str, version: int | None = None) -> ArtifactRecord:
+        query = sa.select(t.artifacts).where(t.artifacts.c.kind == kind, t.artifacts.c.name == name)
+        if version is None:
+            query = query.order_by(t.artifacts.c.version.desc()).limit(1)
+        else:
+            query = query.where(t.artifacts.c.version == version)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            if version is not None and self.latest_artifacts(kind).get(name) is not None:
+                raise NotFoundError(f"version of {kind}", f"{name}@{version}")
+            from boite.core.suggest import did_you_mean
+
+            known = list(self.latest_artifacts(kind))
+            raise NotFoundError(kind, name, suggestion=did_you_mean(name, known), known=known)
+        return _artifact(row)
+
+    def artifact_by_id(self, artifact_id: str) -> ArtifactRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(t.artifacts).where(t.artifacts.c.id == artifact_id)
+            ).first()
+        if row is None:
+            raise NotFoundError("artifact", artifact_id)
+        return _artifact(row)
+
+    def latest_artifacts(self, kind: str | None = None) -> dict[str, ArtifactRecord]:
+        """The newest version of every artifact (of one kind), in one query."""
+        ranked = sa.select(
+            t.artifacts,
+            sa.func.row_number()
+            .over(
+                partition_by=(t.artifacts.c.kind, t.artifacts.c.name),
+                order_by=t.artifacts.c.version.desc(),
+            )
+            .label("rank"),
+        )
+        if kind is not None:
+            ranked = ranked.where(t.artifacts.c.kind == kind)
+        sub = ranked.subquery()
+        query = sa.select(*[sub.c[c.name] for c in t.artifacts.columns]).where(sub.c.rank == 1)
+        with self.engine.connect() as conn:
+            return {r._mapping["name"]: _artifact(r) for r in conn.execute(query)}
+
+    def versions(self, kind: str, name: str) -> list[ArtifactRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.artifacts)
+                .where(t.artifacts.c.kind == kind, t.artifacts.c.name == name)
+                .order_by(t.artifacts.c.version)
+            )
+            return [_artifact(r) for r in rows]
+
+    def inputs_of(self, run_id: str) -> list[ArtifactRecord]:
+        return self._edge_artifacts(run_id, CONSUMED)
+
+    def outputs_of(self, run_id: str) -> list[ArtifactRecord]:
+        return self._edge_artifacts(run_id, PRODUCED)
+
+    def _edge_artifacts(self, run_id: str, direction: str) -> list[ArtifactRecord]:
+        query = (
+            sa.select(t.artifacts)
+            .join(t.edges, t.edges.c.artifact_id == t.artifacts.c.id)
+            .where(t.edges.c.run_id == run_id, t.edges.c.direction == direction)
+            .order_by(t.artifacts.c.kind, t.artifacts.c.name)
+        )
+        with self.engine.connect() as conn:
+            return [_artifact(r) for r in conn.execute(query)]
+
+    def consumers_of(self, artifact_id: str) -> list[RunRecord]:
+        query = (
+            sa.select(t.runs)
+            .join(t.edges, t.edges.c.run_id == t.runs.c.id)
+            .where(t.edges.c.artifact_id == artifact_id, t.edges.c.direction == CONSUMED)
+            .order_by(t.runs.c.started_at)
+        )
+        with self.engine.connect() as conn:
+            return [_run(r) for r in conn.execute(query)]
+
+    def producers_of(self, artifact_id: str) -> list[RunRecord]:
+        """Runs that produced this artifact, newest first (a rerun may reproduce it)."""
+        query = (
+            sa.select(t.runs)
+            .join(t.edges, t.edges.c.run_id == t.runs.c.id)
+            .where(t.edges.c.artifact_id == artifact_id, t.edges.c.direction == PRODUCED)
+            .order_by(t.runs.c.started_at.desc())
+        )
+        with self.engine.connect() as conn:
+            return [_run(r) for r in conn.execute(query)]
+
+    def column_lineage(self, artifact_id: str) -> dict[str, list[tuple[str, str]]]:
+        query = (
+            sa.select(t.column_lineage)
+            .where(t.column_lineage.c.artifact_id == artifact_id)
+            .order_by(t.column_lineage.c.column)
+        )
+        out: dict[str, list[tuple[str, str]]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                m = row._mapping
+                out.setdefault(m["column"], []).append((m["source_table"], m["source_column"]))
+        return out
+
+    # --- tags ------------------------------------------------------------
+
+    def set_tag(self, entity_type: str, entity_id: str, key: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.tags.delete().where(
+                    t.tags.c.entity_type == entity_type,
+                    t.tags.c.entity_id == entity_id,
+                    t.tags.c.key == key,
+                )
+            )
+            conn.execute(
+                t.tags.insert().values(
+                    entity_type=entity_type, entity_id=entity_id, key=key, value=value
+                )
+            )
+
+    def tags(self, entity_type: str, entity_id: str) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.tags.c.key, t.tags.c.value).where(
+                    t.tags.c.entity_type == entity_type, t.tags.c.entity_id == entity_id
+                )
+            )
+            return {k: v for k, v in rows}
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -1,0 +1,1 @@
+"""Pipeline: plan and run the project's steps, incrementally; the Project API."""

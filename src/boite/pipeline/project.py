@@ -1,0 +1,221 @@
+"""The Project: the one object a notebook or the CLI needs.
+
+project = boite.open_project("my-product")
+project.run()
+project.status()
+project.dataset("customer_daily").to_pandas()
+project.lineage("customer_activity", direction="upstream")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from boite.core.artifacts import ArtifactStore
+from boite.core.clock import Clock
+from boite.core.config import CONFIG_FILE, STATE_DIR, ProjectConfig, load_config
+from boite.core.datasets import DATASET, Dataset
+from boite.core.engine import DuckDBEngine
+from boite.core.ledger import FAILED, INTERRUPTED, SUCCEEDED, Ledger, RunRecord
+from boite.core.lock import ProjectLock
+from boite.errors import ProjectError
+from boite.lineage.graph import LineageGraph, lineage_graph
+from boite.pipeline.plan import Plan, build_plan
+from boite.pipeline.runner import ProgressHook, Runner, RunReport, Workspace
+from boite.pipeline.state import fingerprint, freshness
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def find_root(start: Path) -> Path:
+    """The folder holding boite.yaml: ``start`` or the nearest parent that has one."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise ProjectError(
+        f"no {CONFIG_FILE} in {start} or any folder above it",
+        hint="Run this inside a boite project, pass --project PATH, "
+        "or create one with `boite init NAME`.",
+    )
+
+
+def open_project(path: str | Path = ".", *, clock: Clock | None = None) -> Project:
+    """Open the project at ``path`` (or the nearest folder above it with a boite.yaml)."""
+    return Project(find_root(Path(path)), clock=clock)
+
+
+@dataclass(frozen=True)
+class StepStatus:
+    name: str
+    kind: str
+    state: str  # 'up to date', 'stale', 'failed', 'never built'
+    reason: str
+    version: int | None
+    last_run: RunRecord | None
+
+
+class Project:
+    """A boite project: its configuration, its plan, and the stores under .boite/."""
+
+    def __init__(self, root: Path, *, clock: Clock | None = None) -> None:
+        self.root = Path(root).resolve()
+        self.config_path = self.root / CONFIG_FILE
+        self.config: ProjectConfig = load_config(self.config_path)
+        self.clock = clock or Clock(self.config.now)
+        self.state_dir = self.root / STATE_DIR
+
+    def __repr__(self) -> str:
+        return f"<Project {self.config.name!r} at {self.root}>"
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self.config.stores.ledger, root=self.root)
+
+    @cached_property
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(
+            self.config.stores.artifacts, root=self.root, scratch=self.state_dir / "tmp"
+        )
+
+    @cached_property
+    def engine(self) -> DuckDBEngine:
+        return DuckDBEngine(temp_dir=self.state_dir / "spill")
+
+    def plan(self) -> Plan:
+        """Every step with its inputs, checked (missing tables, cycles) without running anything."""
+        return build_plan(self.root, self.config, config_file=CONFIG_FILE)
+
+    def run(
+        self,
+        steps: list[str] | None = None,
+        *,
+        wait: bool = False,
+        workers: int | None = None,
+        on_progress: ProgressHook | None = None,
+    ) -> RunReport:
+        """Run the stale steps (of ``steps`` and what they need, or of all)."""
+        plan = self.plan()
+        selection = plan.select(steps)
+        with ProjectLock(self.state_dir / "run.lock", wait=wait):
+            # We hold the lock: anything still marked running was killed.
+            self.ledger.interrupt_stale_runs()
+            self.store.clear_scratch()
+            runner = Runner(self._workspace(), plan, workers=workers or self.config.run.workers)
+            return runner.run(selection, on_progress=on_progress)
+
+    def _workspace(self) -> Workspace:
+        return Workspace(
+            root=self.root,
+            ledger=self.ledger,
+            store=self.store,
+            engine=self.engine,
+            clock=self.clock,
+        )
+
+    def status(self) -> list[StepStatus]:
+        """What is up to date, stale or failed, and why, without running anything."""
+        plan = self.plan()
+        current = self.ledger.latest_artifacts(DATASET)
+        last_ok = self.ledger.latest_runs(status=SUCCEEDED)
+        last_any = self.ledger.latest_runs()
+        out: dict[str, StepStatus] = {}
+        for name in plan.order:
+            step = plan.steps[name]
+            latest = last_any.get(name)
+            cur = current.get(name)
+            version = cur.version if cur else None
+            waiting = [t for t in step.inputs if out[t].state != "up to date"]
+            if waiting:
+                out[name] = StepStatus(
+                    name, step.kind, "stale", f"waits on {', '.join(waiting)}", version, latest
+                )
+                continue
+            files = None
+            if step.kind == "source" and step.source is not None:
+                if step.source.path is None:
+                    state = "up to date" if cur else "never built"
+                    reason = "a database: re-read on every run" if cur else "never built"
+                    out[name] = StepStatus(name, step.kind, state, reason, version, latest)
+                    continue
+                from boite.sources.readers import resolve_files
+
+                try:
+                    files = {
+                        f.relpath: f.sha256 for f in resolve_files(name, step.source, self.root)
+                    }
+                except ProjectError:
+                    raise
+                except Exception as exc:  # shown as the step's state, not raised
+                    out[name] = StepStatus(
+                        name, step.kind, "failed", str(exc).splitlines()[0], version, latest
+                    )
+                    continue
+            inputs = {t: current[t].content_hash for t in step.inputs if t in current}
+            fp, parts = fingerprint(step, inputs, files)
+            fresh = freshness(
+                step,
+                fp,
+                parts,
+                last_ok.get(name),
+                cur,
+                output_exists=cur is not None and self.store.exists(cur.uri),
+                versions=current,
+            )
+            failed_here = (
+                latest is not None
+                and latest.status in (FAILED, INTERRUPTED)
+                and latest.fingerprint == fp
+            )
+            if fresh.up_to_date:
+                state = "up to date"
+            elif failed_here and latest is not None:
+                reason = (latest.error or latest.status).strip().splitlines()[0]
+                out[name] = StepStatus(name, step.kind, "failed", reason, version, latest)
+                continue
+            elif cur is None:
+                state = "never built"
+            else:
+                state = "stale"
+            out[name] = StepStatus(name, step.kind, state, fresh.reason, version, latest)
+        return list(out.values())
+
+    def dataset(self, name: str, version: int | None = None) -> Dataset:
+        """A dataset version (the newest when ``version`` is None)."""
+        if version is None and "@" in name:
+            name, _, text = name.partition("@")
+            version = int(text) if text.isdigit() else None
+        record = self.ledger.artifact(DATASET, name, version)
+        return Dataset(record, self.store, self.ledger)
+
+    def datasets(self) -> list[Dataset]:
+        return [
+            Dataset(r, self.store, self.ledger)
+            for _, r in sorted(self.ledger.latest_artifacts(DATASET).items())
+        ]
+
+    def runs(self, step: str | None = None, *, limit: int | None = None) -> pd.DataFrame:
+        """The runs on record, newest first, as a DataFrame."""
+        import pandas as pd
+
+        rows = [r.__dict__ for r in self.ledger.runs(step=step, limit=limit)]
+        return pd.DataFrame(rows)
+
+    def lineage(
+        self, name: str, *, direction: Literal["upstream", "downstream"] = "upstream"
+    ) -> LineageGraph:
+        """The chain of runs and artifact versions behind (or built from) a dataset."""
+        dataset = self.dataset(name)
+        return lineage_graph(self.ledger, dataset.record, direction=direction)
+
+    def close(self) -> None:
+        if "ledger" in self.__dict__:
+            self.ledger.close()

@@ -1,0 +1,1 @@
+"""Sources: read raw data and snapshot it into datasets."""

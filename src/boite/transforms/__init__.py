@@ -1,0 +1,1 @@
+"""Transforms: parse, plan and run SQL and Python transforms; data checks."""
