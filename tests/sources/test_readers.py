@@ -99,9 +99,14 @@ def test_csv_with_a_header(con, root, out, delimiter, relpath):
 def test_csv_without_a_header_names_columns_by_position(con, root, out):
     write(root, "data/a.csv", "1;007;x\n2;008;y\n")
     snap = read(
-        con, root, out, path="data/a.csv", delimiter=";", header=False,
+        con,
+        root,
+        out,
+        path="data/a.csv",
+        delimiter=";",
+        header=False,
         columns={"column1": "VARCHAR"},
-    )  # fmt: skip
+    )
     data = table(out)
     assert snap.rows == 2
     assert data.column_names == ["column0", "column1", "column2"]
@@ -134,9 +139,14 @@ def test_a_semicolon_file_read_with_the_default_comma_says_so(con, root, out):
 
 def test_cdnow_whitespace_delimited(con, out):
     snap = read(
-        con, RETAIL, out, name="cdnow", path=CDNOW, delimiter="whitespace",
+        con,
+        RETAIL,
+        out,
+        name="cdnow",
+        path=CDNOW,
+        delimiter="whitespace",
         columns={"customer_id": "VARCHAR"},
-    )  # fmt: skip
+    )
     assert snap.rows == 69_659
     assert snap.files[0].relpath == CDNOW
     data = table(out)
