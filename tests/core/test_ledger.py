@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from boite.core import ledger_schema
+from boite.core.ledger import (
+    FAILED,
+    INTERRUPTED,
+    SUCCEEDED,
+    Ledger,
+    NewArtifact,
+    Resources,
+    current_revision,
+    make_engine,
+    migrate,
+)
+from boite.errors import NotFoundError
+
+MIGRATIONS = Path(ledger_schema.__file__).parent / "migrations" / "versions"
+
+
+def _artifact(name: str, digest: str, **kw: object) -> NewArtifact:
+    return NewArtifact(
+        kind="dataset",
+        name=name,
+        content_hash=digest * 64,
+        uri=f"x/{digest}",
+        format="parquet",
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+def test_schema_revision_is_the_newest_migration() -> None:
+    newest = max(p.name.split("_")[0] for p in MIGRATIONS.glob("[0-9]*.py"))
+    assert newest == ledger_schema.SCHEMA_REVISION
+
+
+def test_migrate_from_empty_matches_the_metadata(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'l.db'}", tmp_path)
+    assert current_revision(engine) is None
+    Ledger(f"sqlite:///{tmp_path / 'l.db'}", root=tmp_path)
+    assert current_revision(engine) == ledger_schema.SCHEMA_REVISION
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), ledger_schema.metadata)
+    assert diff == []
+
+
+def test_migrate_from_the_previous_version_keeps_data(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    engine = make_engine(url, tmp_path)
+    migrate(engine, "0001")
+    assert current_revision(engine) == "0001"
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO runs (id, step, kind, status, params, started_at) "
+                "VALUES ('r1', 'a', 'transform', 'succeeded', '{}', '2026-01-01 00:00:00')"
+            )
+        )
+    ledger = Ledger(url, root=tmp_path)
+    assert current_revision(engine) == ledger_schema.SCHEMA_REVISION
+    assert ledger.run("r1").step == "a"
+    with engine.connect() as conn:
+        assert sa.inspect(conn).has_table("column_lineage")
+
+
+def test_a_run_and_its_outputs_are_committed_together(tmp_path: Path) -> None:
+    ledger = Ledger("sqlite:///.boite/ledger.db", root=tmp_path)
+    assert (tmp_path / ".boite" / "ledger.db").exists()
+    run = ledger.start_run("a", "transform", params={"p": 1}, fingerprint="f")
+    assert ledger.run(run).status == "running"
+    out = ledger.finish_run(
+        run,
+        status=SUCCEEDED,
+        resources=Resources(wall_s=1.5, rows_out=3),
+        produced=[_artifact("a", "1", column_lineage={"x": [("t", "y")]})],
+        metrics={"rows": 3},
+    )
+    assert [r.ref for r in out] == ["a@1"]
+    record = ledger.run(run[:8])
+    assert (record.status, record.wall_s, record.rows_out) == (SUCCEEDED, 1.5, 3)
+    assert ledger.outputs_of(run)[0].id == out[0].id
+    assert ledger.metrics(run) == {"rows": 3.0}
+    assert ledger.column_lineage(out[0].id) == {"x": [("t", "y")]}
+
+
+def test_same_content_is_not_a_new_version(tmp_path: Path) -> None:
+    ledger = Ledger("sqlite:///l.db", root=tmp_path)
+    versions = []
+    for digest in ("1", "1", "2", "1"):
+        run = ledger.start_run("a", "transform")
+        versions.append(
+            ledger.finish_run(run, status=SUCCEEDED, produced=[_artifact("a", digest)])[0].version
+        )
+    # the same content as the newest version is that version; going back to an
+    # older content is a new version (history is never rewritten)
+    assert versions == [1, 1, 2, 3]
+    assert [v.version for v in ledger.versions("dataset", "a")] == [1, 2, 3]
+    assert ledger.artifact("dataset", "a").version == 3
+    assert ledger.artifact("dataset", "a", 2).content_hash == "2" * 64
+
+
+def test_consumed_and_observed_edges(tmp_path: Path) -> None:
+    ledger = Ledger("sqlite:///l.db", root=tmp_path)
+    r1 = ledger.start_run("src", "ingest")
+    raw = NewArtifact(
+        kind="file", name="data/a.csv", content_hash="f" * 64, uri="data/a.csv", format="csv"
+    )
+    (ds,) = ledger.finish_run(
+        r1, status=SUCCEEDED, observed=[raw], produced=[_artifact("src", "1")]
+    )
+    assert [a.kind for a in ledger.inputs_of(r1)] == ["file"]
+    r2 = ledger.start_run("t", "transform")
+    ledger.finish_run(r2, status=SUCCEEDED, consumed=[ds.id], produced=[_artifact("t", "2")])
+    assert [r.id for r in ledger.consumers_of(ds.id)] == [r2]
+    assert [r.id for r in ledger.producers_of(ds.id)] == [r1]
+
+
+def test_latest_runs_per_step(tmp_path: Path) -> None:
+    ledger = Ledger("sqlite:///l.db", root=tmp_path)
+    ok = ledger.start_run("a", "transform")
+    ledger.finish_run(ok, status=SUCCEEDED)
+    bad = ledger.start_run("a", "transform")
+    ledger.finish_run(bad, status=FAILED, error="boom")
+    assert ledger.latest_runs()["a"].id == bad
+    assert ledger.latest_runs(status=SUCCEEDED)["a"].id == ok
+
+
+def test_stale_running_runs_are_marked_interrupted(tmp_path: Path) -> None:
+    ledger = Ledger("sqlite:///l.db", root=tmp_path)
+    run = ledger.start_run("a", "transform")
+    assert ledger.interrupt_stale_runs() == 1
+    assert ledger.run(run).status == INTERRUPTED
+
+
+def test_unknown_names_suggest(tmp_path: Path) -> None:
+    ledger = Ledger("sqlite:///l.db", root=tmp_path)
+    run = ledger.start_run("a", "transform")
+    ledger.finish_run(run, status=SUCCEEDED, produced=[_artifact("customer_daily", "1")])
+    with pytest.raises(NotFoundError, match="customer_daily"):
+        ledger.artifact("dataset", "custmer_daily")
+    with pytest.raises(NotFoundError, match="customer_daily@7"):
+        ledger.artifact("dataset", "customer_daily", 7)
+    with pytest.raises(NotFoundError):
+        ledger.run("nope")
+
+
+def test_tags(tmp_path: Path) -> None:
+    ledger = Ledger("sqlite:///l.db", root=tmp_path)
+    ledger.set_tag("run", "r", "owner", "a")
+    ledger.set_tag("run", "r", "owner", "b")
+    assert ledger.tags("run", "r") == {"owner": "b"}
+
+
+def test_concurrent_writers_keep_the_ledger_consistent(tmp_path: Path) -> None:
+    # Two processes' worth of writers on one SQLite file: WAL and the busy
+    # timeout make them wait for each other instead of failing.
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    Ledger(url, root=tmp_path)
+    errors: list[BaseException] = []
+
+    def write(step: str) -> None:
+        try:
+            ledger = Ledger(url, root=tmp_path)
+            for i in range(25):
+                run = ledger.start_run(step, "transform")
+                ledger.finish_run(run, status=SUCCEEDED, produced=[_artifact(step, f"{i % 10}")])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(f"s{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    ledger = Ledger(url, root=tmp_path)
+    assert len(ledger.runs()) == 100
+    assert all(v.version == 25 for v in ledger.latest_artifacts("dataset").values())
