@@ -32,6 +32,7 @@ from boite.core.config import (
     UniqueCheck,
 )
 from boite.core.durations import format_duration
+from boite.core.engine import quote_ident
 from boite.core.suggest import did_you_mean
 
 __all__ = ["CheckReport", "CheckResult", "describe", "quote_ident", "run_checks"]
@@ -51,11 +52,6 @@ _FLOATING = {"FLOAT", "DOUBLE", "REAL"}
 _TIMESTAMPTZ = "TIMESTAMP WITH TIME ZONE"
 _TEMPORAL = {"DATE", "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", _TIMESTAMPTZ}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def quote_ident(name: str) -> str:
-    """``name`` as a DuckDB identifier, safe whatever characters it holds."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
