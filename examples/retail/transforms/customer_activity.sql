@@ -17,13 +17,14 @@ snapshots AS (
 SELECT
     s.customer_id,
     s.as_of,
-    count(*) FILTER (WHERE d.day > s.as_of - INTERVAL 30 DAY) AS orders_30d,
+    coalesce(sum(d.orders) FILTER (WHERE d.day > s.as_of - INTERVAL 30 DAY), 0) AS orders_30d,
     coalesce(sum(d.spend) FILTER (WHERE d.day > s.as_of - INTERVAL 30 DAY), 0) AS spend_30d,
-    count(*) FILTER (WHERE d.day > s.as_of - INTERVAL 90 DAY) AS orders_90d,
+    coalesce(sum(d.orders) FILTER (WHERE d.day > s.as_of - INTERVAL 90 DAY), 0) AS orders_90d,
     coalesce(sum(d.spend) FILTER (WHERE d.day > s.as_of - INTERVAL 90 DAY), 0) AS spend_90d,
-    count(*) FILTER (WHERE d.day > s.as_of - INTERVAL 365 DAY) AS orders_365d,
+    coalesce(sum(d.orders) FILTER (WHERE d.day > s.as_of - INTERVAL 365 DAY), 0) AS orders_365d,
     coalesce(sum(d.spend) FILTER (WHERE d.day > s.as_of - INTERVAL 365 DAY), 0) AS spend_365d,
-    count(*) AS orders_total,
+    sum(d.orders) AS orders_total,
+    count(*) AS purchase_days_total,
     CAST(s.as_of - max(d.day) AS INTEGER) AS days_since_last
 FROM snapshots AS s
 JOIN customer_daily AS d

@@ -10,16 +10,18 @@ from __future__ import annotations
 import graphlib
 import hashlib
 import json
+import os
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from boite.core.config import NAME_RULE, ProjectConfig, SourceConfig, TransformConfig
 from boite.core.suggest import did_you_mean
 from boite.errors import ConfigError, CycleError, MissingTableError, NotFoundError, TransformError
 from boite.transforms.python import PythonTransform, parse_python
-from boite.transforms.sql import ParsedSQL, parse_sql
+from boite.transforms.sql import ParsedSQL
 
 TRANSFORMS_DIR = "transforms"
 StepKind = Literal["source", "sql", "python"]
@@ -122,7 +124,60 @@ def discover_transform_files(root: Path) -> dict[str, Path]:
     return found
 
 
-def build_plan(root: Path, config: ProjectConfig, *, config_file: str = "boite.yaml") -> Plan:
+class ParseCache:
+    """The tables each SQL text reads, keyed by the text's hash.
+
+    Parsing hundreds of transforms with sqlglot (and DuckDB's parser) costs more
+    than everything else a no-op run does, and the answer only changes when the
+    text does. Only what planning needs is kept; a run re-parses what it executes.
+    """
+
+    VERSION = 1
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.entries: dict[str, Any] = {}
+        self.dirty = False
+        if path is not None and path.exists():
+            try:
+                data = json.loads(path.read_text())
+                if data.get("version") == self.VERSION:
+                    self.entries = data["entries"]
+            except (OSError, ValueError, KeyError):
+                self.entries = {}  # a damaged cache is only a slower plan
+
+    def parse(self, text: str, *, file: str) -> ParsedSQL:
+        key = hashlib.sha256(f"{file}\0{text}".encode()).hexdigest()
+        hit = self.entries.get(key)
+        if hit is not None:
+            return ParsedSQL(
+                sql=text, tables=tuple(hit["tables"]), table_lines=dict(hit["lines"]), file=file
+            )
+        from boite.transforms.sql import parse_sql
+
+        parsed = parse_sql(text, file=file)
+        self.entries[key] = {"tables": list(parsed.tables), "lines": parsed.table_lines}
+        self.dirty = True
+        return parsed
+
+    def save(self, keep: set[str] | None = None) -> None:
+        if self.path is None or not self.dirty:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}")
+        tmp.write_text(json.dumps({"version": self.VERSION, "entries": self.entries}))
+        os.replace(tmp, self.path)
+        self.dirty = False
+
+
+def build_plan(
+    root: Path,
+    config: ProjectConfig,
+    *,
+    config_file: str = "boite.yaml",
+    cache: ParseCache | None = None,
+) -> Plan:
+    cache = cache or ParseCache(None)
     steps: dict[str, Step] = {}
     for name, source in config.sources.items():
         steps[name.lower()] = _source_step(name.lower(), source)
@@ -150,7 +205,7 @@ def build_plan(root: Path, config: ProjectConfig, *, config_file: str = "boite.y
         text = path.read_text(encoding="utf-8")
         transform = settings.get(name, TransformConfig())
         if path.suffix == ".sql":
-            parsed = parse_sql(text, file=rel)
+            parsed = cache.parse(text, file=rel)
             steps[name] = Step(
                 name=name,
                 kind="sql",
@@ -187,6 +242,7 @@ def build_plan(root: Path, config: ProjectConfig, *, config_file: str = "boite.y
                     known=list(steps),
                     suggestion=did_you_mean(table, [s for s in steps if s != step.name]),
                 )
+    cache.save()
     sorter = graphlib.TopologicalSorter({s.name: set(s.inputs) for s in steps.values()})
     try:
         order = tuple(sorter.static_order())

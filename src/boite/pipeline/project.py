@@ -23,7 +23,7 @@ from boite.core.ledger import FAILED, INTERRUPTED, SUCCEEDED, Ledger, RunRecord
 from boite.core.lock import ProjectLock
 from boite.errors import ProjectError
 from boite.lineage.graph import LineageGraph, lineage_graph
-from boite.pipeline.plan import Plan, build_plan
+from boite.pipeline.plan import ParseCache, Plan, build_plan
 from boite.pipeline.runner import ProgressHook, Runner, RunReport, Workspace
 from boite.pipeline.state import fingerprint, freshness
 
@@ -92,7 +92,8 @@ class Project:
 
     def plan(self) -> Plan:
         """Every step with its inputs, checked (missing tables, cycles) without running anything."""
-        return build_plan(self.root, self.config, config_file=CONFIG_FILE)
+        cache = ParseCache(self.state_dir / "cache" / "sql-tables.json")
+        return build_plan(self.root, self.config, config_file=CONFIG_FILE, cache=cache)
 
     def run(
         self,

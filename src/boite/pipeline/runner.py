@@ -29,7 +29,7 @@ from boite.sources.ingest import files_fingerprint, raw_file_artifacts
 from boite.sources.readers import InputFile, read_source, resolve_files
 from boite.transforms.checks import CheckReport, run_checks
 from boite.transforms.execute import run_python, run_sql
-from boite.transforms.sql import column_lineage
+from boite.transforms.sql import column_lineage, parse_sql
 
 CHECK_REPORT = "check_report"
 
@@ -332,9 +332,14 @@ class Runner:
         finally:
             con.close()
         lineage: dict[str, list[tuple[str, str]]] = {}
-        if step.sql is not None:
+        if step.sql is not None and step.file is not None:
             schemas = {t: dict(a.schema or {}) for t, a in inputs.items()}
-            traced = column_lineage(step.sql, schemas)
+            parsed = (
+                step.sql
+                if step.sql.expression is not None
+                else parse_sql(step.code, file=step.file)
+            )
+            traced = column_lineage(parsed, schemas)
             # sqlglot names unaliased expressions _col_N; the output's order is the
             # query's, so the real column names are taken by position.
             if len(traced) == len(schema):

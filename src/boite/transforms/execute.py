@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import duckdb
 
 _LINE = re.compile(r"LINE (\d+):")
+_WIDE_INTEGERS = {"HUGEINT", "UHUGEINT"}
 _ERROR_KIND = re.compile(r"^(\w+ Error): ", re.MULTILINE)
 
 
@@ -37,6 +38,19 @@ def write_relation(rel: duckdb.DuckDBPyRelation, out_path: Path) -> dict[str, st
     duplicates = sorted({c for c in rel.columns if list(rel.columns).count(c) > 1})
     if duplicates:
         raise ValueError(f"the result has duplicate column names: {', '.join(duplicates)}")
+    wide = [name for name, kind in schema.items() if kind in _WIDE_INTEGERS]
+    if wide:
+        # DuckDB sums integers into 128-bit integers, which Parquet can only hold
+        # as floating point; BIGINT keeps counts exact (and overflow is an error).
+        rel = rel.project(
+            ", ".join(
+                f"CAST({quote_ident(c)} AS BIGINT) AS {quote_ident(c)}"
+                if c in wide
+                else quote_ident(c)
+                for c in schema
+            )
+        )
+        schema = {c: ("BIGINT" if c in wide else kind) for c, kind in schema.items()}
     rel.write_parquet(str(out_path), compression="zstd")
     return schema
 
