@@ -13,6 +13,7 @@ EXPECTED = {
     "CheckFailedError",
     "ConfigError",
     "CycleError",
+    "FeatureError",
     "InternalError",
     "LedgerError",
     "MissingTableError",

@@ -15,6 +15,7 @@ else.
     │   │   └── SQLSyntaxError
     │   ├── SourceError               raw data cannot be read: .source, .file, .line
     │   ├── CheckFailedError          a data check failed: .step, .report
+    │   ├── FeatureError              a feature view, reference or frame is wrong: .view
     │   ├── NotFoundError             an unknown dataset, run or version: .kind, .name
     │   ├── ProjectLockedError        another `boite run` holds the project: .holder
     │   └── ArtifactIntegrityError    a stored file no longer matches its hash: .uri
@@ -32,6 +33,7 @@ __all__ = [
     "CheckFailedError",
     "ConfigError",
     "CycleError",
+    "FeatureError",
     "InternalError",
     "LedgerError",
     "MissingTableError",
@@ -195,6 +197,14 @@ class CheckFailedError(UserError):
         super().__init__(message, hint=hint)
         self.step = step
         self.report = report
+
+
+class FeatureError(UserError):
+    """A feature view, a feature reference, or a frame given to the feature store is wrong."""
+
+    def __init__(self, message: str, *, view: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.view = view
 
 
 class NotFoundError(UserError):

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -91,7 +92,7 @@ def print_report(report: RunReport, console: Console, elapsed: float) -> None:
     for o in report.outcomes:
         style = _STATE_STYLE.get(o.state, "")
         table.add_row(
-            o.name,
+            escape(o.name),
             o.kind,
             f"[{style}]{o.state}[/{style}]" if style else o.state,
             "-" if o.version is None else f"v{o.version}",
@@ -132,12 +133,12 @@ def print_status(project: Project, console: Console) -> None:
         if s.last_run is not None:
             last = f"{s.last_run.started_at:%Y-%m-%d %H:%M} {s.last_run.status}"
         table.add_row(
-            s.name,
+            escape(s.name),
             s.kind,
             f"[{style}]{s.state}[/{style}]",
             "-" if s.version is None else f"v{s.version}",
             last,
-            s.reason,
+            escape(s.reason),
         )
     console.print(table)
     stale = [s for s in rows if s.state != "up to date"]
@@ -154,7 +155,7 @@ def print_runs(project: Project, console: Console, *, step: str | None, limit: i
     for r in project.ledger.runs(step=step, limit=limit):
         table.add_row(
             r.id[:8],
-            r.step,
+            escape(r.step),
             r.kind,
             r.status,
             f"{r.started_at:%Y-%m-%d %H:%M:%S}",
@@ -203,12 +204,12 @@ def print_dataset(project: Project, name: str, console: Console) -> None:
         s: dict[str, Any] = ds.stats.get(column, {})
         sources = ", ".join(f"{t}.{c}" for t, c in lineage.get(column, []))
         table.add_row(
-            column,
+            escape(column),
             kind,
             f"{s.get('nulls', 0):,}",
-            _short(s.get("min")),
-            _short(s.get("max")),
-            sources,
+            escape(_short(s.get("min"))),
+            escape(_short(s.get("max"))),
+            escape(sources),
         )
     console.print(table)
 
@@ -245,6 +246,14 @@ def print_run(project: Project, run_id: str, console: Console) -> None:
             console.print(
                 f"  {title:<11} " + ", ".join(f"{a.kind} {a.ref}" for a in items), markup=False
             )
+    shown = {k: v for k, v in r.params.items() if k != "fingerprint_parts"}
+    if shown:
+        console.print("  params", markup=False)
+        for key, value in shown.items():
+            console.print(f"    {key}: {json.dumps(value, default=str)[:200]}", markup=False)
+    parts = r.params.get("fingerprint_parts", {})
+    for name, digest in parts.get("inputs", {}).items():
+        console.print(f"    input {name}: sha256 {digest[:16]}", markup=False)
     if r.error:
         console.print("  error", markup=False)
         console.print("    " + r.error.replace("\n", "\n    "), markup=False)
@@ -254,9 +263,11 @@ def print_lineage(
     project: Project, name: str, *, direction: str, fmt: str, console: Console
 ) -> None:
     graph = project.lineage(name, direction=direction)  # type: ignore[arg-type]
+    # Machine formats go out as plain text: a console would wrap long lines.
     if fmt == "json":
-        console.print_json(json.dumps(graph.to_dict(), default=str))
+        text = json.dumps(graph.to_dict(), indent=2, default=str)
     elif fmt == "dot":
-        console.print(graph.to_dot(), markup=False, highlight=False)
+        text = graph.to_dot()
     else:
-        console.print(graph.to_text(), markup=False, highlight=False)
+        text = graph.to_text()
+    console.file.write(text + "\n")

@@ -41,15 +41,15 @@ def scaffold(folder: Path, *, force: bool = False) -> Path:
     folder = folder.resolve()
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder} exists and is not a folder", hint="Choose another name.")
-    if folder.exists() and any(folder.iterdir()) and not force:
-        raise UserError(
-            f"{folder} already exists and is not empty",
-            hint="Choose another name, or pass --force to add the project files to it.",
-        )
     if (folder / "boite.yaml").exists():
         raise UserError(
             f"{folder} already holds a boite project (boite.yaml)",
             hint="Open it with `boite status --project " + str(folder) + "`.",
+        )
+    if folder.exists() and any(folder.iterdir()) and not force:
+        raise UserError(
+            f"{folder} already exists and is not empty",
+            hint="Choose another name, or pass --force to add the project files to it.",
         )
     (folder / "transforms").mkdir(parents=True, exist_ok=True)
     (folder / "data").mkdir(exist_ok=True)

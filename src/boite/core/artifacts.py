@@ -19,9 +19,19 @@ from pathlib import Path
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from boite.errors import ArtifactIntegrityError, NotFoundError
+from boite.errors import ArtifactIntegrityError, UserError
 
 _CHUNK = 1 << 20
+
+
+class ArtifactStoreMovedError(UserError):
+    def __init__(self, uri: str, url: str) -> None:
+        super().__init__(
+            f"the artifact {uri} was written to another artifact store than the one "
+            f"configured now ({url})",
+            hint="Set stores.artifacts in boite.yaml back to where it was, or copy the files "
+            "to the new store and keep the same layout (HASH[:2]/HASH.ext).",
+        )
 
 
 def sha256_file(path: Path | str) -> str:
@@ -74,7 +84,7 @@ class ArtifactStore:
     def _key(self, uri: str) -> str:
         prefix = self.url + "/"
         if not uri.startswith(prefix):
-            raise NotFoundError("artifact file", uri)
+            raise ArtifactStoreMovedError(uri, self.url)
         return uri[len(prefix) :]
 
     def _full(self, key: str) -> str:

@@ -44,6 +44,7 @@ class Stores(_Strict):
     ledger: str = f"sqlite:///{STATE_DIR}/ledger.db"
     artifacts: str = f"{STATE_DIR}/artifacts"
     engine: Literal["duckdb"] = "duckdb"
+    online: str = f"sqlite:///{STATE_DIR}/online.db"
 
 
 class SourceConfig(_Strict):
@@ -83,8 +84,16 @@ class SourceConfig(_Strict):
         if self.url is not None:
             if (self.table is None) == (self.query is None):
                 raise ValueError("a database source needs exactly one of 'table' or 'query'")
-            if self.format or self.delimiter:
-                raise ValueError("'format' and 'delimiter' apply to file sources, not to 'url'")
+            file_only = [
+                k for k in ("format", "delimiter", "columns") if getattr(self, k) is not None
+            ]
+            if not self.header:
+                file_only.append("header")
+            if file_only:
+                raise ValueError(
+                    f"{', '.join(repr(k) for k in file_only)} apply to file sources, not to 'url'; "
+                    "cast columns in the query instead"
+                )
         elif self.table is not None or self.query is not None:
             raise ValueError("'table' and 'query' need 'url' (the database to read them from)")
         return self
@@ -146,6 +155,8 @@ class RowCountCheck(_Strict):
     def _bounds(self) -> RowCountCheck:
         if self.min is None and self.max is None:
             raise ValueError("a row_count check needs 'min', 'max' or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"'min' ({self.min}) is greater than 'max' ({self.max})")
         return self
 
 
@@ -205,6 +216,54 @@ class TransformConfig(_Strict):
         return out
 
 
+class FeatureViewConfig(_Strict):
+    """Features of one entity, with an event time, defined on a dataset (source or transform)."""
+
+    entity: str | list[str]
+    timestamp: str
+    source: str
+    created_timestamp: str | None = None
+    ttl: timedelta | None = None
+    features: list[str] | None = None
+    description: str | None = None
+    owner: str | None = None
+    tags: dict[str, str] = {}
+    freshness: timedelta | None = None
+    online: bool = True
+
+    _durations = field_validator("ttl", "freshness", mode="before")(
+        lambda v: None if v is None else parse_duration(v)
+    )
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("'features' lists at least one column; leave it out for all")
+            dupes = sorted({f for f in value if value.count(f) > 1})
+            if dupes:
+                raise ValueError(f"features listed twice: {', '.join(dupes)}")
+        return value
+
+    @property
+    def entities(self) -> list[str]:
+        return [self.entity] if isinstance(self.entity, str) else list(self.entity)
+
+    @model_validator(mode="after")
+    def _keys(self) -> FeatureViewConfig:
+        if not self.entities:
+            raise ValueError("'entity' names at least one key column")
+        special = [*self.entities, self.timestamp, self.created_timestamp]
+        clash = sorted(set(self.features or []) & {c for c in special if c})
+        if clash:
+            raise ValueError(
+                f"{', '.join(clash)} is a key or timestamp column, not a feature; "
+                "remove it from 'features'"
+            )
+        return self
+
+
 class RunSettings(_Strict):
     workers: int = Field(default=2, ge=1, le=64)
 
@@ -218,6 +277,7 @@ class ProjectConfig(_Strict):
     stores: Stores = Stores()
     sources: dict[str, SourceConfig] = {}
     transforms: dict[str, TransformConfig] = {}
+    feature_views: dict[str, FeatureViewConfig] = {}
     run: RunSettings = RunSettings()
 
     @field_validator("name")
@@ -227,7 +287,7 @@ class ProjectConfig(_Strict):
             raise ValueError("the project name must not be empty")
         return value
 
-    @field_validator("sources", "transforms")
+    @field_validator("sources", "transforms", "feature_views")
     @classmethod
     def _table_names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
@@ -237,7 +297,7 @@ class ProjectConfig(_Strict):
 
     @model_validator(mode="after")
     def _disjoint(self) -> ProjectConfig:
-        both = sorted(set(self.sources) & set(self.transforms))
+        both = sorted({s.lower() for s in self.sources} & {t.lower() for t in self.transforms})
         if both:
             raise ValueError(
                 f"{', '.join(both)} is declared both as a source and as a transform; "
@@ -294,7 +354,9 @@ def parse_config(text: str, *, file: str = CONFIG_FILE) -> ProjectConfig:
 
 
 def _config_error(exc: ValidationError, node: yaml.Node | None, file: str) -> ConfigError:
-    errors = exc.errors()
+    # An unknown key usually explains the "missing" error next to it (a typo), so
+    # it is the one to show.
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     first = errors[0]
     loc = tuple(first["loc"])
     yaml_path = _yaml_path(loc, node)

@@ -177,4 +177,5 @@ class Dataset:
         return (con or duckdb.connect()).read_parquet(str(self.path))
 
     def __repr__(self) -> str:
-        return f"<Dataset {self.ref} rows={self.rows} columns={len(self.schema)}>"
+        kind = "Dataset" if self.record.kind == DATASET else self.record.kind
+        return f"<{kind} {self.ref} rows={self.rows} columns={len(self.schema)}>"

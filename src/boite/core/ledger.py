@@ -197,7 +197,17 @@ class Ledger:
 
     def __init__(self, url: str, *, root: Path) -> None:
         self.url = url
-        self.engine = make_engine(url, root)
+        try:
+            self.engine = make_engine(url, root)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+            from boite.errors import ConfigError
+
+            raise ConfigError(
+                f"the ledger URL {url!r} cannot be used: {exc}",
+                key="stores.ledger",
+                hint="Use a SQLAlchemy URL such as sqlite:///.boite/ledger.db (the default) or "
+                "postgresql://user@host/db.",
+            ) from None
         try:
             # Reading the revision is cheap; Alembic is only imported to migrate.
             if current_revision(self.engine) != t.SCHEMA_REVISION:
@@ -410,8 +420,11 @@ class Ledger:
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         if row is None:
-            if version is not None and self.latest_artifacts(kind).get(name) is not None:
-                raise NotFoundError(f"version of {kind}", f"{name}@{version}")
+            existing = self.versions(kind, name) if version is not None else []
+            if existing:
+                error = NotFoundError(f"version of {kind} {name}", f"{name}@{version}")
+                error.hint = "It has " + ", ".join(f"v{v.version}" for v in existing) + "."
+                raise error
             from boite.core.suggest import did_you_mean
 
             known = list(self.latest_artifacts(kind))
@@ -427,8 +440,8 @@ class Ledger:
             raise NotFoundError("artifact", artifact_id)
         return _artifact(row)
 
-    def latest_artifacts(self, kind: str | None = None) -> dict[str, ArtifactRecord]:
-        """The newest version of every artifact (of one kind), in one query."""
+    def latest_artifacts(self, kind: str) -> dict[str, ArtifactRecord]:
+        """The newest version of every artifact of one kind, by name, in one query."""
         ranked = sa.select(
             t.artifacts,
             sa.func.row_number()
@@ -438,8 +451,7 @@ class Ledger:
             )
             .label("rank"),
         )
-        if kind is not None:
-            ranked = ranked.where(t.artifacts.c.kind == kind)
+        ranked = ranked.where(t.artifacts.c.kind == kind)
         sub = ranked.subquery()
         query = sa.select(*[sub.c[c.name] for c in t.artifacts.columns]).where(sub.c.rank == 1)
         with self.engine.connect() as conn:

@@ -11,20 +11,31 @@ import graphlib
 import hashlib
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from boite.core.config import NAME_RULE, ProjectConfig, SourceConfig, TransformConfig
+from boite.core.config import (
+    NAME_RULE,
+    FeatureViewConfig,
+    ProjectConfig,
+    SourceConfig,
+    TransformConfig,
+)
 from boite.core.suggest import did_you_mean
 from boite.errors import ConfigError, CycleError, MissingTableError, NotFoundError, TransformError
 from boite.transforms.python import PythonTransform, parse_python
 from boite.transforms.sql import ParsedSQL
 
 TRANSFORMS_DIR = "transforms"
-StepKind = Literal["source", "sql", "python"]
+_TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+StepKind = Literal["source", "sql", "python", "materialize"]
+MATERIALIZE = "materialize."
+# Settings that describe a step without changing what it makes.
+_NOT_OUTPUT = {"description", "tags", "owner"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,8 @@ class Step:
     transform: TransformConfig | None = None
     sql: ParsedSQL | None = None
     python: PythonTransform | None = None
+    view: str | None = None
+    view_config: FeatureViewConfig | None = None
 
     @property
     def code_fingerprint(self) -> str:
@@ -45,8 +58,10 @@ class Step:
 
     @property
     def config_fingerprint(self) -> str:
-        settings = self.transform if self.transform is not None else self.source
-        text = "" if settings is None else settings.model_dump_json()
+        # Only settings that change the output count: a new description or tag
+        # must not rebuild a table.
+        settings = self.transform or self.source or self.view_config
+        text = "" if settings is None else settings.model_dump_json(exclude=_NOT_OUTPUT)
         return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -118,7 +133,7 @@ def discover_transform_files(root: Path) -> dict[str, Path]:
                 file=rel,
                 hint="A table has one producer: remove or rename one of them.",
             )
-        if not name.replace("_", "a").isalnum() or name[0].isdigit():
+        if not _TABLE_NAME.match(name):
             raise TransformError(f"'{path.stem}' cannot name a table: use {NAME_RULE}", file=rel)
         found[name] = path
     return found
@@ -194,6 +209,10 @@ def build_plan(
                 + "Add the file, or remove these settings.",
             )
     settings = {k.lower(): v for k, v in config.transforms.items()}
+    helpers = "".join(
+        f"\0{p.name}\0{p.read_text(encoding='utf-8')}"
+        for p in sorted((root / TRANSFORMS_DIR).glob("_*.py"))
+    )
     for name, path in files.items():
         rel = path.relative_to(root).as_posix()
         if name in steps:
@@ -221,10 +240,37 @@ def build_plan(
                 name=name,
                 kind="python",
                 inputs=py.tables,
-                code=text,
+                # helper modules (transforms/_*.py) are part of every Python
+                # transform's code: editing one makes them stale
+                code=text + helpers,
                 file=rel,
                 transform=transform,
                 python=py,
+            )
+    for view_name, view in config.feature_views.items():
+        source = view.source.lower()
+        if source not in steps:
+            guess = did_you_mean(source, steps)
+            raise ConfigError(
+                f"feature view '{view_name}' is defined on '{view.source}', which is neither a "
+                "source nor a transform",
+                file=config_file,
+                key=f"feature_views.{view_name}.source",
+                hint=(f"Did you mean '{guess}'? " if guess else "")
+                + "Tables: "
+                + ", ".join(sorted(steps))
+                + ".",
+            )
+        if view.online:
+            name = MATERIALIZE + view_name
+            code = json.dumps(view.model_dump(mode="json"), sort_keys=True)
+            steps[name] = Step(
+                name=name,
+                kind="materialize",
+                inputs=(source,),
+                code=code,
+                view=view_name,
+                view_config=view,
             )
     for step in steps.values():
         for table in step.inputs:
@@ -239,7 +285,7 @@ def build_plan(
                     table,
                     file=step.file,
                     line=lines.get(table),
-                    known=list(steps),
+                    known=[s for s in steps if s != step.name and not s.startswith(MATERIALIZE)],
                     suggestion=did_you_mean(table, [s for s in steps if s != step.name]),
                 )
     cache.save()

@@ -9,10 +9,11 @@ project.lineage("customer_activity", direction="upstream")
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from boite.core.artifacts import ArtifactStore
 from boite.core.clock import Clock
@@ -21,8 +22,12 @@ from boite.core.datasets import DATASET, Dataset
 from boite.core.engine import DuckDBEngine
 from boite.core.ledger import FAILED, INTERRUPTED, SUCCEEDED, Ledger, RunRecord
 from boite.core.lock import ProjectLock
-from boite.errors import ProjectError
+from boite.errors import ProjectError, UserError
+from boite.features.materialize import Materialized
+from boite.features.reader import OnlineFeatures
+from boite.features.views import FeatureView
 from boite.lineage.graph import LineageGraph, lineage_graph
+from boite.pipeline.featurestore import FeatureStore, PushResult
 from boite.pipeline.plan import ParseCache, Plan, build_plan
 from boite.pipeline.runner import ProgressHook, Runner, RunReport, Workspace
 from boite.pipeline.state import fingerprint, freshness
@@ -93,7 +98,7 @@ class Project:
     def plan(self) -> Plan:
         """Every step with its inputs, checked (missing tables, cycles) without running anything."""
         cache = ParseCache(self.state_dir / "cache" / "sql-tables.json")
-        return build_plan(self.root, self.config, config_file=CONFIG_FILE, cache=cache)
+        return build_plan(self.root, self.config, config_file=str(self.config_path), cache=cache)
 
     def run(
         self,
@@ -110,10 +115,16 @@ class Project:
             # We hold the lock: anything still marked running was killed.
             self.ledger.interrupt_stale_runs()
             self.store.clear_scratch()
-            runner = Runner(self._workspace(), plan, workers=workers or self.config.run.workers)
+            runner = Runner(
+                self._workspace(),
+                plan,
+                workers=workers or self.config.run.workers,
+                features=self.features,
+            )
             return runner.run(selection, on_progress=on_progress)
 
-    def _workspace(self) -> Workspace:
+    @cached_property
+    def _ws(self) -> Workspace:
         return Workspace(
             root=self.root,
             ledger=self.ledger,
@@ -121,6 +132,57 @@ class Project:
             engine=self.engine,
             clock=self.clock,
         )
+
+    def _workspace(self) -> Workspace:
+        return self._ws
+
+    @cached_property
+    def features(self) -> FeatureStore:
+        """The feature store: views, training sets, online reads, pushes, the library."""
+        return FeatureStore(self._ws, self.config)
+
+    def feature_views(self) -> dict[str, FeatureView]:
+        """Every feature view, resolved on the current version of its dataset."""
+        return self.features.views()
+
+    def training_set(
+        self,
+        labels: Any,
+        features: Sequence[str],
+        *,
+        timestamp: str | None = None,
+        name: str | None = None,
+        full_names: bool = False,
+    ) -> Dataset:
+        """Labels joined point-in-time-correctly to features, recorded as an artifact.
+
+        ``labels`` is a dataset name (``"repurchase_labels"`` or ``"name@3"``), a
+        :class:`Dataset`, a pandas DataFrame, a pyarrow Table or a list of dicts; it
+        needs the entity columns of every view asked for and a time column
+        (``timestamp``, found by itself when there is exactly one).
+        """
+        return self.features.training_set(
+            labels, features, timestamp=timestamp, name=name, full_names=full_names
+        )
+
+    def online_features(
+        self, features: Sequence[str], entities: Sequence[Mapping[str, Any]]
+    ) -> OnlineFeatures:
+        """The newest values of ``features`` for each entity, from the online store."""
+        return self.features.online_features(features, entities)
+
+    def push(self, view: str, rows: Any) -> PushResult:
+        """Add rows to a feature view: online at once, and to its offline history."""
+        return self.features.push(view, rows)
+
+    def materialize(
+        self, views: Sequence[str] | None = None, *, full: bool = False
+    ) -> list[Materialized]:
+        """Bring the online store up to date now (``full`` rebuilds from all history)."""
+        online = [n for n, c in self.config.feature_views.items() if c.online]
+        names = list(views) if views else online
+        with ProjectLock(self.state_dir / "run.lock", wait=True):
+            return [self.features.materialize(self.features.view(n), full=full) for n in names]
 
     def status(self) -> list[StepStatus]:
         """What is up to date, stale or failed, and why, without running anything."""
@@ -193,7 +255,12 @@ class Project:
         """A dataset version (the newest when ``version`` is None)."""
         if version is None and "@" in name:
             name, _, text = name.partition("@")
-            version = int(text) if text.isdigit() else None
+            if not text.isdigit():
+                raise UserError(
+                    f"'{name}@{text}' is not a dataset version",
+                    hint="Write NAME for the newest version or NAME@N (N a number) for one.",
+                )
+            version = int(text)
         record = self.ledger.artifact(DATASET, name, version)
         return Dataset(record, self.store, self.ledger)
 
@@ -218,5 +285,7 @@ class Project:
         return lineage_graph(self.ledger, dataset.record, direction=direction)
 
     def close(self) -> None:
+        if "features" in self.__dict__ and "online" in self.features.__dict__:
+            self.features.online.close()
         if "ledger" in self.__dict__:
             self.ledger.close()

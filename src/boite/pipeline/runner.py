@@ -23,6 +23,7 @@ from boite.core.engine import DuckDBEngine, quote_literal
 from boite.core.ledger import FAILED, SUCCEEDED, ArtifactRecord, Ledger, NewArtifact, Resources
 from boite.core.metering import Meter
 from boite.errors import BoiteError, CheckFailedError, InternalError
+from boite.pipeline.featurestore import FeatureStore, history_hash
 from boite.pipeline.plan import Plan, Step
 from boite.pipeline.state import fingerprint, freshness
 from boite.sources.ingest import files_fingerprint, raw_file_artifacts
@@ -90,10 +91,18 @@ ProgressHook = Callable[[str, StepOutcome | None], None]
 
 
 class Runner:
-    def __init__(self, ws: Workspace, plan: Plan, *, workers: int = 2) -> None:
+    def __init__(
+        self,
+        ws: Workspace,
+        plan: Plan,
+        *,
+        workers: int = 2,
+        features: FeatureStore | None = None,
+    ) -> None:
         self.ws = ws
         self.plan = plan
         self.workers = workers
+        self.features = features
 
     def run(self, selection: list[str], *, on_progress: ProgressHook | None = None) -> RunReport:
         ledger = self.ws.ledger
@@ -136,7 +145,7 @@ class Runner:
                     name = running.pop(future)
                     outcome = future.result()
                     outcomes[name] = outcome
-                    if outcome.state in (BUILT, UNCHANGED):
+                    if outcome.state in (BUILT, UNCHANGED) and outcome.kind != "materialize":
                         current = {**current, name: ledger.artifact(DATASET, name)}
                     if on_progress:
                         on_progress(name, outcome)
@@ -179,6 +188,8 @@ class Runner:
             return StepOutcome(
                 step.name, step.kind, BLOCKED, detail=f"no version of {missing[0]} yet"
             )
+        if step.kind == "materialize":
+            return self._materialize(step, last_ok)
         if step.kind == "source" and step.source is not None and step.source.path is not None:
             files = resolve_files(step.name, step.source, ws.root)
             file_hashes = {f.relpath: f.sha256 for f in files}
@@ -290,6 +301,61 @@ class Runner:
             rows=record.rows,
             wall_s=meter.usage.wall_s,
             run_id=run_id,
+        )
+
+    def _materialize(self, step: Step, last_ok: Any) -> StepOutcome:
+        """Bring a view's online values up to date with its offline history."""
+        assert self.features is not None and step.view is not None and step.view_config is not None
+        fs = self.features
+        records = fs.history_records(step.view, step.view_config.source)
+        fp, parts = fingerprint(step, {r.kind + ":" + r.ref: r.content_hash for r in records})
+        state = fs.online.state(step.view)
+        done = history_hash(records)
+        fresh = last_ok is not None and last_ok.fingerprint == fp
+        if fresh and state is not None and state.source_hash == done:
+            return StepOutcome(step.name, step.kind, UP_TO_DATE, rows=state.rows)
+        run_id = self.ws.ledger.start_run(
+            step.name,
+            "materialize",
+            params={"fingerprint_parts": parts, "view": step.view},
+            code_fingerprint=step.code_fingerprint,
+            fingerprint=fp,
+        )
+        meter = Meter()
+        try:
+            with meter:
+                view = fs.view(step.view)
+                result = fs.materialize(view)
+        except BaseException as exc:
+            message = str(exc) if isinstance(exc, BoiteError) else repr(exc)
+            self.ws.ledger.finish_run(
+                run_id,
+                status=FAILED,
+                error=message,
+                resources=Resources(wall_s=meter.usage.wall_s, cpu_s=meter.usage.cpu_s),
+            )
+            raise
+        self.ws.ledger.finish_run(
+            run_id,
+            status=SUCCEEDED,
+            resources=Resources(
+                wall_s=meter.usage.wall_s,
+                cpu_s=meter.usage.cpu_s,
+                peak_rss_bytes=meter.usage.peak_rss_bytes,
+                rows_in=result.rows_read,
+                rows_out=result.rows_written,
+            ),
+            consumed=[r.id for r in records],
+            metrics={"rows_read": result.rows_read, "rows_written": result.rows_written},
+        )
+        return StepOutcome(
+            step.name,
+            step.kind,
+            BUILT,
+            rows=result.rows_written,
+            wall_s=meter.usage.wall_s,
+            run_id=run_id,
+            detail=f"{result.rows_written:,} entities updated",
         )
 
     def _build(

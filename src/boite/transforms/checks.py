@@ -437,7 +437,10 @@ def _accepted_values(ctx: _Context, check: AcceptedValuesCheck, description: str
         )
         if distinct > len(top):
             found += f" and {_count(distinct - len(top), 'other value')}"
-        message = f"{_count(failing, 'row')} {_has(failing)} a {column} outside {allowed}: {found}"
+        message = (
+            f"{_count(failing, 'row')} {_has(failing)} a value of '{column}' outside {allowed}: "
+            f"{found}"
+        )
         sample = ctx.sample(predicate, [column])
         return CheckResult(check.kind, description, False, failing, message, sample)
 

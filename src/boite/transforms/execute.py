@@ -72,20 +72,26 @@ def run_sql(
             raise TransformError("the SQL produced no result; a transform is one SELECT", file=file)
         return write_relation(rel, out_path)
     except duckdb.Error as exc:
-        raise _sql_error(exc, file) from None
+        raise _sql_error(exc, file, sql) from None
     except ValueError as exc:
         raise TransformError(
             str(exc), file=file, hint="Give each output column its own name with AS."
         ) from None
 
 
-def _sql_error(exc: Exception, file: str) -> TransformError:
-    text = str(exc)
+def _sql_error(exc: Exception, file: str, sql: str) -> TransformError:
+    text = str(exc).strip()
+    lines = text.splitlines() or [type(exc).__name__]
     match = _LINE.search(text)
     line = int(match.group(1)) if match else None
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    column = re.search(r'column "([^"]+)"', lines[0])
+    if line is None and column:
+        # DuckDB names the column but not where it is: the first mention is.
+        pattern = re.compile(rf"\b{re.escape(column.group(1))}\b", re.IGNORECASE)
+        line = next((i for i, t in enumerate(sql.splitlines(), 1) if pattern.search(t)), None)
+    detail = [t for t in lines[1:] if t.startswith("Candidate bindings")]
     return TransformError(
-        f"DuckDB could not run this SQL: {first}",
+        f"DuckDB could not run this SQL: {lines[0]}" + (f" ({detail[0]})" if detail else ""),
         file=file,
         line=line,
         hint="Fix the query; the previous version of this table stays current until it runs.",
@@ -117,7 +123,7 @@ def run_python(
         args[params.get(table, table)] = value
     try:
         result = function(**args)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # user code must not end the run (or the process)
         line = _user_line(exc, path)
         raise TransformError(
             f"the function '{transform.function}' raised {type(exc).__name__}: {exc}",

@@ -97,6 +97,10 @@ def parse_python(source: str, *, name: str, file: str) -> PythonTransform:
 def load_function(path: Path, transform: PythonTransform) -> Callable[..., Any]:
     """Import the transform's module from its file and return its function."""
     module_name = f"boite_transform_{transform.name}"
+    # transforms/ is importable, so a transform can share code kept in _helpers.py
+    folder = str(path.parent.resolve())
+    if folder not in sys.path:
+        sys.path.append(folder)
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise TransformError("cannot be imported", file=transform.file)
