@@ -40,6 +40,11 @@ def machine() -> str:
     )
 
 
+def load() -> str:
+    """The 1-minute load average: above the number of cores, expect noisy figures."""
+    return f"{os.getloadavg()[0]:.2f}"
+
+
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from _common import (
     BOITE,
     env_note,
+    load,
     machine,
     median,
     spread,
@@ -80,6 +81,7 @@ def measure(args: argparse.Namespace, repeat: int, env: dict[str, str]) -> int:
         "python -c 'import boite.cli.main'": [sys.executable, "-c", "import boite.cli.main"],
     }
     times: dict[str, list[float]] = {k: [] for k in commands}
+    load_before = load()
     for argv in commands.values():  # warm the page cache and the bytecode cache
         timed_subprocess(argv, env=env)
     for rep in range(repeat):
@@ -90,7 +92,10 @@ def measure(args: argparse.Namespace, repeat: int, env: dict[str, str]) -> int:
             times[name].append(timed_subprocess(argv, env=env))
 
     med = {k: median(v) for k, v in times.items()}
-    print(f"cli_startup: {repeat} runs each, alternating; {machine()}; {env_note(env)}\n")
+    print(
+        f"cli_startup: {repeat} runs each, alternating; {machine()}; {env_note(env)}; "
+        f"load average {load_before} -> {load()}\n"
+    )
     print(
         table(
             [[k, f"{med[k]:.3f}", spread(v)] for k, v in times.items()],

@@ -35,6 +35,7 @@ from pathlib import Path
 from _common import (
     BOITE,
     env_note,
+    load,
     machine,
     median,
     spread,
@@ -253,6 +254,7 @@ def main() -> int:
         }
         times: dict[str, list[float]] = {k: [] for k in commands}
         times["open_project().run() (in process)"] = []
+        load_before = load()
         in_process_noop(root)  # warm-up: first imports of this process
         for argv in commands.values():  # warm-up: the bytecode cache
             timed_subprocess(argv, env=env)
@@ -270,7 +272,10 @@ def main() -> int:
             f"({args.rows:,} rows), {args.repeat} repetitions, alternating; {machine()}; "
             f"{env_note(env)}"
         )
-        print(f"full build (boite run, CLI, first time): {full_s:.2f} s\n")
+        print(
+            f"full build (boite run, CLI, first time): {full_s:.2f} s; "
+            f"load average {load_before} -> {load()}\n"
+        )
         print(
             table(
                 [

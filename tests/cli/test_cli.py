@@ -409,12 +409,13 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
 
     again = boite("quickstart", "qs", cwd=tmp_path)
     assert again.returncode == 0, output(again)
-    assert "Nothing to do: all 4 steps are up to date." in again.stdout
+    assert re.search(r"Nothing to do: all \d+ steps are up to date\.", again.stdout)
     assert "Try next" in again.stdout
 
     status = boite("status", cwd=folder)
     assert status.returncode == 0
-    assert "All 4 steps are up to date." in status.stdout
+    # status agrees with the run that said there was nothing to do.
+    assert re.search(r"All \d+ steps are up to date\.", status.stdout), status.stdout
 
 
 def test_quickstart_refuses_a_folder_holding_something_else(tmp_path: Path) -> None:

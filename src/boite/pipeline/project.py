@@ -27,8 +27,8 @@ from boite.features.materialize import Materialized
 from boite.features.reader import OnlineFeatures
 from boite.features.views import FeatureView
 from boite.lineage.graph import LineageGraph, lineage_graph
-from boite.pipeline.featurestore import FeatureStore, PushResult
-from boite.pipeline.plan import ParseCache, Plan, build_plan
+from boite.pipeline.featurestore import FeatureStore, PushResult, history_hash
+from boite.pipeline.plan import ParseCache, Plan, Step, build_plan
 from boite.pipeline.runner import ProgressHook, Runner, RunReport, Workspace
 from boite.pipeline.state import fingerprint, freshness
 
@@ -202,6 +202,9 @@ class Project:
                     name, step.kind, "stale", f"waits on {', '.join(waiting)}", version, latest
                 )
                 continue
+            if step.kind == "materialize" and step.view and step.view_config:
+                out[name] = self._materialize_status(step, last_ok.get(name), latest)
+                continue
             files = None
             if step.kind == "source" and step.source is not None:
                 if step.source.path is None:
@@ -250,6 +253,29 @@ class Project:
                 state = "stale"
             out[name] = StepStatus(name, step.kind, state, fresh.reason, version, latest)
         return list(out.values())
+
+    def _materialize_status(
+        self, step: Step, last_ok: RunRecord | None, latest: RunRecord | None
+    ) -> StepStatus:
+        assert step.view is not None and step.view_config is not None
+        records = self.features.history_records(step.view, step.view_config.source)
+        fp, _ = fingerprint(step, {r.kind + ":" + r.ref: r.content_hash for r in records})
+        state = self.features.online.state(step.view)
+        if state is None or last_ok is None:
+            if latest is not None and latest.status == FAILED and latest.fingerprint == fp:
+                reason = (latest.error or "").strip().splitlines()[0]
+                return StepStatus(step.name, step.kind, "failed", reason, None, latest)
+            return StepStatus(
+                step.name, step.kind, "never built", "never materialized", None, latest
+            )
+        if last_ok.fingerprint == fp and state.source_hash == history_hash(records):
+            return StepStatus(step.name, step.kind, "up to date", "", None, latest)
+        if latest is not None and latest.status == FAILED and latest.fingerprint == fp:
+            reason = (latest.error or "").strip().splitlines()[0]
+            return StepStatus(step.name, step.kind, "failed", reason, None, latest)
+        return StepStatus(
+            step.name, step.kind, "stale", "new offline data or view settings", None, latest
+        )
 
     def dataset(self, name: str, version: int | None = None) -> Dataset:
         """A dataset version (the newest when ``version`` is None)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import sys
+import threading
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,25 +95,38 @@ def parse_python(source: str, *, name: str, file: str) -> PythonTransform:
     )
 
 
+# Folders of transforms put on sys.path, so that helpers (transforms/_x.py) import.
+_FOLDERS: set[str] = set()
+_IMPORT_LOCK = threading.Lock()
+
+
 def load_function(path: Path, transform: PythonTransform) -> Callable[..., Any]:
-    """Import the transform's module from its file and return its function."""
+    """Import the transform's module from its file and return its function.
+
+    Helper modules are imported afresh each time, from this project's folder only:
+    an edited helper takes effect, and two projects' ``_helpers.py`` never mix.
+    """
     module_name = f"boite_transform_{transform.name}"
-    # transforms/ is importable, so a transform can share code kept in _helpers.py
     folder = str(path.parent.resolve())
-    if folder not in sys.path:
-        sys.path.append(folder)
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise TransformError("cannot be imported", file=transform.file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        sys.modules.pop(module_name, None)
-        raise TransformError(
-            f"importing the module failed: {type(exc).__name__}: {exc}", file=transform.file
-        ) from exc
+    with _IMPORT_LOCK:
+        for name, module in list(sys.modules.items()):
+            origin = getattr(module, "__file__", None)
+            if origin and str(Path(origin).resolve().parent) in _FOLDERS:
+                del sys.modules[name]
+        sys.path[:] = [folder, *(p for p in sys.path if p not in _FOLDERS and p != folder)]
+        _FOLDERS.add(folder)
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise TransformError("cannot be imported", file=transform.file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            sys.modules.pop(module_name, None)
+            raise TransformError(
+                f"importing the module failed: {type(exc).__name__}: {exc}", file=transform.file
+            ) from exc
     return getattr(module, transform.function)
 
 
