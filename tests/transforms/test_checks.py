@@ -132,7 +132,8 @@ def test_accepted_values_fails_with_the_offending_values(con: duckdb.DuckDBPyCon
     assert not result.passed
     assert result.failing_rows == 2
     assert result.message == (
-        '2 rows have a value of \'status\' outside ["paid", "o\'k"]: "lost" (1 row), "refunded" (1 row)'
+        "2 rows have a value of 'status' outside "
+        '["paid", "o\'k"]: "lost" (1 row), "refunded" (1 row)'
     )
     assert sorted(row["status"] for row in result.sample) == ["lost", "refunded"]
 
