@@ -33,6 +33,15 @@ app = typer.Typer(
 show_app = typer.Typer(help="Show one dataset or run in detail.", no_args_is_help=True)
 app.add_typer(show_app, name="show")
 
+
+def _features_app() -> typer.Typer:
+    from boite.cli.features import features_app
+
+    return features_app
+
+
+app.add_typer(_features_app(), name="features")
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 ProjectOption = Annotated[

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -63,6 +64,7 @@ def run_quickstart(folder: Path, *, force: bool, console: Console) -> int:
     for ds in project.datasets():
         table.add_row(ds.name, f"v{ds.version}", f"{ds.rows:,}", ", ".join(ds.schema)[:70])
     console.print(table)
+    _feature_store_tour(project, console)
     rel = _display(target)
     console.print("\n[bold]Try next[/bold]", markup=True)
     for line in (
@@ -71,6 +73,8 @@ def run_quickstart(folder: Path, *, force: bool, console: Console) -> int:
         "boite run                                     # a second run does nothing",
         "boite show dataset customer_activity          # schema, stats, version, inputs",
         "boite lineage customer_activity --upstream    # back to the raw CDNOW file",
+        "boite features list                           # the feature library, with freshness",
+        "boite features get customer_activity --entity customer_id=00164",
         "python -c \"import boite; print(boite.open_project().dataset('repurchase_labels')"
         '.to_pandas().head())"',
         "edit transforms/customer_daily.sql, then `boite status` and `boite run`",
@@ -78,6 +82,34 @@ def run_quickstart(folder: Path, *, force: bool, console: Console) -> int:
         console.print("  " + line, markup=False)
     project.close()
     return 0
+
+
+def _feature_store_tour(project: Any, console: Console) -> None:
+    """A point-in-time training set and an online lookup, as a model would use them."""
+    training = project.training_set(
+        "repurchase_labels", ["customer_activity:*"], name="repurchase_training"
+    )
+    frame = training.to_pandas()
+    share = frame["bought_again_90d"].mean()
+    console.print(
+        f"\nTraining set [bold]{training.ref}[/bold]: {training.rows:,} label rows joined "
+        f"point-in-time to {len(frame.columns) - 3} features of customer_activity "
+        f"({share:.1%} bought again within 90 days).",
+        markup=True,
+    )
+    online = project.online_features(
+        [
+            "customer_activity:orders_365d",
+            "customer_activity:spend_365d",
+            "customer_activity:days_since_last",
+        ],
+        [{"customer_id": "00164"}],
+    )
+    values = ", ".join(f"{k}={v}" for k, v in online.to_records()[0].items())
+    console.print(
+        f"Online features of customer 00164 as of {project.clock.now():%Y-%m-%d}: {values}",
+        markup=False,
+    )
 
 
 def _display(path: Path) -> str:
