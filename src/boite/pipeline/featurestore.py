@@ -90,20 +90,34 @@ class FeatureStore:
 
     # --- views -------------------------------------------------------------
 
-    def views(self) -> dict[str, FeatureView]:
-        """Every feature view, resolved on the current version of its dataset."""
+    def views(self, wanted: Sequence[str] | None = None) -> dict[str, FeatureView]:
+        """Feature views resolved on the current version of their datasets.
+
+        Views whose dataset was never built are left out, unless ``wanted`` names
+        them: then that is an error saying so.
+        """
         current = self.ws.ledger.latest_artifacts(DATASET)
         out = {}
         for name, cfg in self.config.feature_views.items():
             record = current.get(cfg.source.lower())
             if record is None:
-                raise FeatureError(
-                    f"feature view '{name}' has no data yet: '{cfg.source}' has never been built",
-                    view=name,
-                    hint="Run `boite run` first.",
-                )
+                if wanted is not None and name in wanted:
+                    raise FeatureError(
+                        f"feature view '{name}' has no data yet: '{cfg.source}' has never "
+                        "been built",
+                        view=name,
+                        hint="Run `boite run` first.",
+                    )
+                continue
             out[name] = resolve_view(name, cfg, dict(record.schema or {}), dataset=record.ref)
         return out
+
+    def _views_for(
+        self, refs: Sequence[str]
+    ) -> tuple[dict[str, FeatureView], dict[str, list[str]]]:
+        names = [str(r).partition(":")[0] for r in ([refs] if isinstance(refs, str) else refs)]
+        views = self.views(wanted=names)
+        return views, parse_refs(list(refs) if not isinstance(refs, str) else [refs], views)
 
     def view(self, name: str) -> FeatureView:
         if name not in self.config.feature_views:
@@ -111,7 +125,7 @@ class FeatureStore:
             raise NotFoundError(
                 "feature view", name, suggestion=did_you_mean(name, known), known=known
             )
-        return self.views()[name]
+        return self.views(wanted=[name])[name]
 
     def history_records(self, view_name: str, source: str) -> list[ArtifactRecord]:
         """A view's offline history on record: its dataset, then every pushed batch."""
@@ -155,8 +169,7 @@ class FeatureStore:
         name: str | None = None,
         full_names: bool = False,
     ) -> Dataset:
-        views = self.views()
-        wanted = parse_refs(list(features), views)
+        views, wanted = self._views_for(features)
         ledger, store = self.ws.ledger, self.ws.store
         label_record, label_path, observed = self._labels(labels, name)
         set_name = name or (label_record.name if label_record else "training_set")
@@ -265,10 +278,8 @@ class FeatureStore:
         key = tuple(features)
         reader = self._readers.get(key)
         if reader is None:
-            views = self.views()
-            reader = OnlineReader(
-                self.online, views, parse_refs(list(features), views), self.ws.clock.now
-            )
+            views, wanted = self._views_for(features)
+            reader = OnlineReader(self.online, views, wanted, self.ws.clock.now)
             self._readers[key] = reader
         return reader
 

@@ -27,7 +27,7 @@ from boite.features.materialize import Materialized
 from boite.features.reader import OnlineFeatures
 from boite.features.views import FeatureView
 from boite.lineage.graph import LineageGraph, lineage_graph
-from boite.pipeline.featurestore import FeatureStore, PushResult, history_hash
+from boite.pipeline.featurestore import TRAINING_SET, FeatureStore, PushResult, history_hash
 from boite.pipeline.plan import ParseCache, Plan, Step, build_plan
 from boite.pipeline.runner import ProgressHook, Runner, RunReport, Workspace
 from boite.pipeline.state import fingerprint, freshness
@@ -277,8 +277,12 @@ class Project:
             step.name, step.kind, "stale", "new offline data or view settings", None, latest
         )
 
-    def dataset(self, name: str, version: int | None = None) -> Dataset:
-        """A dataset version (the newest when ``version`` is None)."""
+    def dataset(self, name: str, version: int | None = None, *, kind: str | None = None) -> Dataset:
+        """A dataset version (the newest when ``version`` is None).
+
+        ``kind`` is 'dataset' (tables of the pipeline), 'training_set' or 'labels';
+        when it is not given, a name that is no dataset is looked up as a training set.
+        """
         if version is None and "@" in name:
             name, _, text = name.partition("@")
             if not text.isdigit():
@@ -287,8 +291,21 @@ class Project:
                     hint="Write NAME for the newest version or NAME@N (N a number) for one.",
                 )
             version = int(text)
-        record = self.ledger.artifact(DATASET, name, version)
+        if (
+            kind is None
+            and name not in self.ledger.latest_artifacts(DATASET)
+            and name in self.ledger.latest_artifacts(TRAINING_SET)
+        ):
+            kind = TRAINING_SET
+        record = self.ledger.artifact(kind or DATASET, name, version)
         return Dataset(record, self.store, self.ledger)
+
+    def training_sets(self) -> list[Dataset]:
+        """The newest version of every training set on record."""
+        return [
+            Dataset(r, self.store, self.ledger)
+            for _, r in sorted(self.ledger.latest_artifacts(TRAINING_SET).items())
+        ]
 
     def datasets(self) -> list[Dataset]:
         return [
