@@ -16,6 +16,8 @@ else.
     │   ├── SourceError               raw data cannot be read: .source, .file, .line
     │   ├── CheckFailedError          a data check failed: .step, .report
     │   ├── FeatureError              a feature view, reference or frame is wrong: .view
+    │   ├── TrainingError             a model cannot be trained as specified: .model
+    │   ├── RegistryError             a model version or alias move is refused: .model_version
     │   ├── NotFoundError             an unknown dataset, run or version: .kind, .name
     │   ├── ProjectLockedError        another `boite run` holds the project: .holder
     │   └── ArtifactIntegrityError    a stored file no longer matches its hash: .uri
@@ -41,8 +43,10 @@ __all__ = [
     "PlanError",
     "ProjectError",
     "ProjectLockedError",
+    "RegistryError",
     "SQLSyntaxError",
     "SourceError",
+    "TrainingError",
     "TransformError",
     "UserError",
 ]
@@ -205,6 +209,24 @@ class FeatureError(UserError):
     def __init__(self, message: str, *, view: str | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.view = view
+
+
+class TrainingError(UserError):
+    """A model cannot be trained as its spec says."""
+
+    def __init__(self, message: str, *, model: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.model = model
+
+
+class RegistryError(UserError):
+    """A model version does not exist, or an alias move is refused (a failed gate)."""
+
+    def __init__(
+        self, message: str, *, model_version: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.model_version = model_version
 
 
 class NotFoundError(UserError):

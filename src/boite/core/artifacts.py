@@ -15,9 +15,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
+from typing import Any
 
 from boite.errors import ArtifactIntegrityError, UserError
 
@@ -50,6 +48,19 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+class _LocalFiles:
+    """The few file-system calls the store makes, for a local folder."""
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def makedirs(self, path: str, exist_ok: bool = True) -> None:
+        os.makedirs(path, exist_ok=exist_ok)
+
+    def open(self, path: str, mode: str = "rb") -> Any:
+        return open(path, mode)
+
+
 @dataclass(frozen=True)
 class StoredFile:
     uri: str
@@ -66,12 +77,16 @@ class ArtifactStore:
         self.scratch = scratch
         protocol, _, rest = self.url.partition("://")
         if rest and protocol != "file":
+            # fsspec is imported only for object storage: the local default
+            # needs nothing but the file system.
+            import fsspec
+
             self.fs, self._base = fsspec.core.url_to_fs(self.url)
-            self.is_local = isinstance(self.fs, LocalFileSystem)
+            self.is_local = False
         else:
             local = Path(rest if rest else self.url)
             self._base = str(local if local.is_absolute() else root / local)
-            self.fs = LocalFileSystem()
+            self.fs = _LocalFiles()
             self.is_local = True
         self._verified: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()

@@ -264,6 +264,184 @@ class FeatureViewConfig(_Strict):
         return self
 
 
+TASKS = (
+    "binary_classification",
+    "multiclass",
+    "regression",
+    "ranking",
+    "clustering",
+    "recommendation",
+)
+_GATE = re.compile(r"^\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*$")
+
+
+class LabelConfig(_Strict):
+    """Where the label comes from: a column of a dataset (its rows are the examples)."""
+
+    dataset: str
+    column: str
+    timestamp: str | None = None
+
+
+class SplitConfig(_Strict):
+    """How examples are held out for testing."""
+
+    by: Literal["random", "time", "group"] = "random"
+    test_size: float = Field(default=0.2, gt=0, lt=1)
+    test_from: datetime | None = None
+    column: str | None = None
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _shape(self) -> SplitConfig:
+        if self.by == "group" and not self.column:
+            raise ValueError("a group split needs 'column' (rows of one group stay together)")
+        if self.test_from is not None and self.by != "time":
+            raise ValueError("'test_from' applies to 'by: time' only")
+        return self
+
+
+class SearchConfig(_Strict):
+    """Hyperparameter search with Optuna: each trial is a run on record."""
+
+    trials: int = Field(default=20, ge=1, le=10_000)
+    metric: str | None = None
+    direction: Literal["maximize", "minimize"] | None = None
+    space: dict[str, Any] = {}
+    timeout_s: float | None = Field(default=None, gt=0)
+    seed: int = 0
+    parallel: int = Field(default=1, ge=1, le=64)
+    pruning: bool = True
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, spec in value.items():
+            describe_space(name, spec)
+        return value
+
+
+def describe_space(name: str, spec: Any) -> tuple[str, Any]:
+    """('int'|'float', (low, high, log)) or ('choice', [...]); ValueError when malformed."""
+    allowed = (
+        f"the search space of '{name}' must be [low, high], [low, high, log] or "
+        "{choices: [a, b, ...]}"
+    )
+    if isinstance(spec, dict):
+        if set(spec) != {"choices"} or not isinstance(spec["choices"], list) or not spec["choices"]:
+            raise ValueError(f"{allowed}; got {spec!r}")
+        return "choice", list(spec["choices"])
+    if not isinstance(spec, list) or len(spec) not in (2, 3):
+        raise ValueError(f"{allowed}; got {spec!r}")
+    low, high, *rest = spec
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high))
+    if not numbers:
+        raise ValueError(f"{allowed} (low and high numbers); got {spec!r}")
+    if rest and rest != ["log"]:
+        raise ValueError(f"{allowed}; the third item may only be 'log', got {rest[0]!r}")
+    if low >= high:
+        raise ValueError(f"the search space of '{name}' has low {low} >= high {high}")
+    log = bool(rest)
+    if log and low <= 0:
+        raise ValueError(f"the search space of '{name}' is log-scaled, so low must be > 0")
+    kind = "int" if isinstance(low, int) and isinstance(high, int) else "float"
+    return kind, (low, high, log)
+
+
+class BusinessConfig(_Strict):
+    """What each outcome of a binary decision is worth, to price a model and pick a threshold."""
+
+    value_true_positive: float = 0.0
+    cost_false_positive: float = 0.0
+    cost_false_negative: float = 0.0
+    value_true_negative: float = 0.0
+
+
+class FairnessConfig(_Strict):
+    sensitive: list[str] = Field(min_length=1)
+    max_demographic_parity_difference: float | None = Field(default=None, ge=0, le=1)
+    max_equalized_odds_difference: float | None = Field(default=None, ge=0, le=1)
+    min_demographic_parity_ratio: float | None = Field(default=None, ge=0, le=1)
+    min_group_size: int = Field(default=30, ge=1)
+
+    @property
+    def limits(self) -> dict[str, float]:
+        keys = (
+            "max_demographic_parity_difference",
+            "max_equalized_odds_difference",
+            "min_demographic_parity_ratio",
+        )
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+class Gate(_Strict):
+    metric: str
+    op: str
+    threshold: float
+
+
+class ModelConfig(_Strict):
+    """A named model spec; each training makes a model version NAME@N."""
+
+    task: Literal[
+        "binary_classification",
+        "multiclass",
+        "regression",
+        "ranking",
+        "clustering",
+        "recommendation",
+    ]
+    label: LabelConfig | None = None
+    features: list[str] = Field(min_length=1)
+    exclude: list[str] = []
+    split: SplitConfig = SplitConfig()
+    algorithm: str = "lightgbm"
+    params: dict[str, Any] = {}
+    search: SearchConfig | None = None
+    gates: dict[str, Any] = {}
+    fairness: FairnessConfig | None = None
+    business: BusinessConfig | None = None
+    slices: list[str] = []
+    description: str | None = None
+    owner: str | None = None
+    intended_use: str | None = None
+
+    @field_validator("gates")
+    @classmethod
+    def _gates(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for metric, rule in value.items():
+            if metric == "beat_production_by":
+                if isinstance(rule, bool) or not isinstance(rule, int | float):
+                    raise ValueError(
+                        "'beat_production_by' is a number (the margin over production); "
+                        f"got {rule!r}"
+                    )
+                continue
+            if not isinstance(rule, str) or not _GATE.match(rule):
+                raise ValueError(
+                    f"the gate on '{metric}' must read like \">= 0.70\" (one of >=, >, <=, < and a "
+                    f"number); got {rule!r}"
+                )
+        return value
+
+    @property
+    def metric_gates(self) -> list[Gate]:
+        out = []
+        for metric, rule in self.gates.items():
+            if metric == "beat_production_by":
+                continue
+            match = _GATE.match(rule)
+            assert match is not None
+            out.append(Gate(metric=metric, op=match.group(1), threshold=float(match.group(2))))
+        return out
+
+    @model_validator(mode="after")
+    def _label(self) -> ModelConfig:
+        if self.task != "clustering" and self.label is None:
+            raise ValueError(f"a {self.task} model needs 'label: {{dataset: ..., column: ...}}'")
+        return self
+
+
 class RunSettings(_Strict):
     workers: int = Field(default=2, ge=1, le=64)
 
@@ -278,6 +456,7 @@ class ProjectConfig(_Strict):
     sources: dict[str, SourceConfig] = {}
     transforms: dict[str, TransformConfig] = {}
     feature_views: dict[str, FeatureViewConfig] = {}
+    models: dict[str, ModelConfig] = {}
     run: RunSettings = RunSettings()
 
     @field_validator("name")
@@ -287,7 +466,7 @@ class ProjectConfig(_Strict):
             raise ValueError("the project name must not be empty")
         return value
 
-    @field_validator("sources", "transforms", "feature_views")
+    @field_validator("sources", "transforms", "feature_views", "models")
     @classmethod
     def _table_names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:

@@ -27,8 +27,8 @@ from boite.core.config import (
 )
 from boite.core.suggest import did_you_mean
 from boite.errors import ConfigError, CycleError, MissingTableError, NotFoundError, TransformError
+from boite.transforms.parsed import ParsedSQL
 from boite.transforms.python import PythonTransform, parse_python
-from boite.transforms.sql import ParsedSQL
 
 TRANSFORMS_DIR = "transforms"
 _TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")

@@ -31,6 +31,7 @@ from boite.pipeline.featurestore import TRAINING_SET, FeatureStore, PushResult, 
 from boite.pipeline.plan import ParseCache, Plan, Step, build_plan
 from boite.pipeline.runner import ProgressHook, Runner, RunReport, Workspace
 from boite.pipeline.state import fingerprint, freshness
+from boite.sources.files import HashCache, resolve_files
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -121,7 +122,10 @@ class Project:
                 workers=workers or self.config.run.workers,
                 features=self.features,
             )
-            return runner.run(selection, on_progress=on_progress)
+            try:
+                return runner.run(selection, on_progress=on_progress)
+            finally:
+                self.hashes.save()
 
     @cached_property
     def _ws(self) -> Workspace:
@@ -131,7 +135,12 @@ class Project:
             store=self.store,
             engine=self.engine,
             clock=self.clock,
+            hashes=self.hashes,
         )
+
+    @cached_property
+    def hashes(self) -> HashCache:
+        return HashCache(self.state_dir / "cache" / "file-hashes.json")
 
     def _workspace(self) -> Workspace:
         return self._ws
@@ -212,12 +221,9 @@ class Project:
                     reason = "a database: re-read on every run" if cur else "never built"
                     out[name] = StepStatus(name, step.kind, state, reason, version, latest)
                     continue
-                from boite.sources.readers import resolve_files
-
                 try:
-                    files = {
-                        f.relpath: f.sha256 for f in resolve_files(name, step.source, self.root)
-                    }
+                    found = resolve_files(name, step.source, self.root, cache=self.hashes)
+                    files = {f.relpath: f.sha256 for f in found}
                 except ProjectError:
                     raise
                 except Exception as exc:  # shown as the step's state, not raised
@@ -252,6 +258,7 @@ class Project:
             else:
                 state = "stale"
             out[name] = StepStatus(name, step.kind, state, fresh.reason, version, latest)
+        self.hashes.save()
         return list(out.values())
 
     def _materialize_status(

@@ -26,11 +26,8 @@ from boite.errors import BoiteError, CheckFailedError, InternalError
 from boite.pipeline.featurestore import FeatureStore, history_hash
 from boite.pipeline.plan import Plan, Step
 from boite.pipeline.state import fingerprint, freshness
+from boite.sources.files import HashCache, InputFile, resolve_files
 from boite.sources.ingest import files_fingerprint, raw_file_artifacts
-from boite.sources.readers import InputFile, read_source, resolve_files
-from boite.transforms.checks import CheckReport, run_checks
-from boite.transforms.execute import run_python, run_sql
-from boite.transforms.sql import column_lineage, parse_sql
 
 CHECK_REPORT = "check_report"
 
@@ -85,6 +82,7 @@ class Workspace:
     store: ArtifactStore
     engine: DuckDBEngine
     clock: Clock
+    hashes: HashCache | None = None
 
 
 ProgressHook = Callable[[str, StepOutcome | None], None]
@@ -191,7 +189,7 @@ class Runner:
         if step.kind == "materialize":
             return self._materialize(step, last_ok)
         if step.kind == "source" and step.source is not None and step.source.path is not None:
-            files = resolve_files(step.name, step.source, ws.root)
+            files = resolve_files(step.name, step.source, ws.root, cache=ws.hashes)
             file_hashes = {f.relpath: f.sha256 for f in files}
         fp, parts = fingerprint(step, {t: a.content_hash for t, a in inputs.items()}, file_hashes)
         database_source = step.kind == "source" and file_hashes is None
@@ -364,7 +362,14 @@ class Runner:
         inputs: dict[str, ArtifactRecord],
         files: list[InputFile],
         out_path: Path,
-    ) -> tuple[NewArtifact | None, CheckReport | None]:
+    ) -> tuple[NewArtifact | None, Any]:
+        # The engine, the readers and sqlglot load here, when a step really runs:
+        # a no-op run never pays for them.
+        from boite.sources.readers import read_source
+        from boite.transforms.checks import run_checks
+        from boite.transforms.execute import run_python, run_sql
+        from boite.transforms.sql import column_lineage, parse_sql
+
         ws = self.ws
         con = ws.engine.connect()
         try:
@@ -425,7 +430,7 @@ class Runner:
         )
         return new, report
 
-    def _store_report(self, step: Step, report: CheckReport) -> NewArtifact:
+    def _store_report(self, step: Step, report: Any) -> NewArtifact:
         path = self.ws.store.new_scratch_file(".json")
         path.write_text(json.dumps(report.to_dict(), indent=2, default=str))
         stored = self.ws.store.put_file(path, suffix=".json")

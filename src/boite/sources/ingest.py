@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Sequence
 
 from boite.core.ledger import NewArtifact
-from boite.sources.readers import InputFile
+from boite.sources.files import InputFile
 
 RAW_FILE = "file"
 

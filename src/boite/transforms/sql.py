@@ -15,7 +15,6 @@ import bisect
 import functools
 import json
 import threading
-from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
@@ -31,6 +30,7 @@ from sqlglot.schema import ensure_schema
 from sqlglot.tokens import Token, TokenType
 
 from boite.errors import SQLSyntaxError, TransformError
+from boite.transforms.parsed import ParsedSQL
 
 __all__ = ["ParsedSQL", "column_lineage", "parse_sql"]
 
@@ -40,17 +40,6 @@ _WHAT_IS_ALLOWED = (
     "A transform is one SELECT statement (WITH … SELECT and UNION are fine) in DuckDB's "
     "SQL dialect; its result becomes the table named after the file."
 )
-
-
-@dataclass(frozen=True)
-class ParsedSQL:
-    """The SQL of one transform, checked, with the tables it reads."""
-
-    sql: str
-    tables: tuple[str, ...]
-    table_lines: dict[str, int] = field(hash=False)
-    file: str = field(default="", compare=False)
-    expression: exp.Query | None = field(default=None, compare=False, repr=False)
 
 
 def parse_sql(sql: str, *, file: str) -> ParsedSQL:

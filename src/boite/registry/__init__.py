@@ -1,0 +1,1 @@
+"""The model registry: model versions, aliases and their history, gates, safe model files."""

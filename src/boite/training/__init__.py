@@ -1,0 +1,1 @@
+"""Training: splits, preprocessing, algorithms, search, evaluation and business value."""
