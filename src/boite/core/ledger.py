@@ -119,6 +119,21 @@ class Resources:
     rows_out: int | None = None
 
 
+@dataclass
+class RunEntry:
+    """A finished run to record in a batch (search trials, for instance)."""
+
+    step: str
+    kind: str
+    status: str
+    params: dict[str, Any]
+    started_at: datetime
+    wall_s: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    parent: str | None = None
+
+
 def _artifact(row: Any) -> ArtifactRecord:
     m = row._mapping
     return ArtifactRecord(
@@ -352,6 +367,62 @@ class Ledger:
             conn.execute(t.column_lineage.insert(), rows)
         record = conn.execute(sa.select(t.artifacts).where(t.artifacts.c.id == artifact_id)).one()
         return _artifact(record)
+
+    def log_runs(self, entries: Sequence[RunEntry]) -> list[str]:
+        """Record many finished runs and their metrics in one transaction.
+
+        One commit per trial would cost more than many a trial itself; tracking
+        writes are batched.
+        """
+        ids = [new_id() for _ in entries]
+        if not entries:
+            return ids
+        host, user, pid = socket.gethostname(), _user(), os.getpid()
+        runs = []
+        metrics = []
+        for run_id, e in zip(ids, entries, strict=True):
+            params = dict(e.params)
+            if e.parent:
+                params["parent_run"] = e.parent
+            runs.append(
+                {
+                    "id": run_id,
+                    "step": e.step,
+                    "kind": e.kind,
+                    "status": e.status,
+                    "params": params,
+                    "code_fingerprint": None,
+                    "fingerprint": None,
+                    "started_at": e.started_at,
+                    "ended_at": e.started_at,
+                    "wall_s": e.wall_s,
+                    "cpu_s": None,
+                    "peak_rss_bytes": None,
+                    "bytes_in": None,
+                    "bytes_out": None,
+                    "rows_in": None,
+                    "rows_out": None,
+                    "error": e.error,
+                    "pid": pid,
+                    "host": host,
+                    "user": user,
+                }
+            )
+            metrics += [
+                {
+                    "run_id": run_id,
+                    "key": k,
+                    "value": float(v),
+                    "step": None,
+                    "recorded_at": e.started_at,
+                }
+                for k, v in e.metrics.items()
+            ]
+        with self.engine.begin() as conn:
+            conn.execute(t.runs.insert(), runs)
+            if metrics:
+                conn.execute(t.metrics.insert(), metrics)
+        return ids
 
     def interrupt_stale_runs(self) -> int:
         """Mark runs left 'running' by a killed process; call while holding the project lock."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -23,7 +24,7 @@ from sqlalchemy import (
 )
 
 # Bump together with a new file in migrations/versions; a test checks they agree.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 metadata = MetaData()
 
@@ -116,4 +117,31 @@ column_lineage = Table(
     Column("column", String(255), primary_key=True),
     Column("source_table", String(255), primary_key=True),
     Column("source_column", String(255), primary_key=True),
+)
+
+# Added in revision 0003: where each alias points now, and every move.
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("model", String(255), primary_key=True),
+    Column("alias", String(32), primary_key=True),
+    Column("artifact_id", String(32), ForeignKey("artifacts.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+alias_events = Table(
+    "alias_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(255), nullable=False),
+    Column("alias", String(32), nullable=False),
+    Column("version", Integer),
+    Column("previous_version", Integer),
+    Column("actor", String(255), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("forced", Boolean, nullable=False),
+    Column("details", JSON),
+    Index("ix_alias_events_model_at", "model", "at"),
 )

@@ -48,7 +48,9 @@ def _online_value(column: str, kind: str) -> str:
     ident = quote_ident(column)
     if kind in ("DATE", "TIME") or kind.startswith(("TIMESTAMP", "INTERVAL")):
         return f"CAST({ident} AS VARCHAR)"
-    if kind.startswith("DECIMAL") or kind in ("HUGEINT", "UHUGEINT", "UBIGINT"):
+    if kind in ("HUGEINT", "UHUGEINT", "UBIGINT"):
+        return f"CAST({ident} AS BIGINT)"
+    if kind.startswith("DECIMAL"):
         return f"CAST({ident} AS DOUBLE)"
     if kind in ("FLOAT", "DOUBLE", "REAL", "BOOLEAN", "VARCHAR") or "INT" in kind:
         return ident

@@ -32,6 +32,11 @@ _SQLITE_TYPES = {
     "UTINYINT": "INTEGER",
     "USMALLINT": "INTEGER",
     "UINTEGER": "INTEGER",
+    # wider than SQLite's 64-bit integers: materialization casts them to BIGINT
+    # (exact, and a value that does not fit is an error rather than a rounding)
+    "UBIGINT": "INTEGER",
+    "HUGEINT": "INTEGER",
+    "UHUGEINT": "INTEGER",
     "FLOAT": "REAL",
     "DOUBLE": "REAL",
     "VARCHAR": "TEXT",
@@ -72,7 +77,12 @@ class ViewState:
 class OnlineStore(Protocol):
     def ensure(self, table: OnlineTable) -> None: ...
     def write(self, view: str, rows: Iterable[Sequence[Any]]) -> int: ...
-    def read(self, view: str, keys: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...] | None]: ...
+    def read(
+        self,
+        view: str,
+        keys: Sequence[tuple[Any, ...]],
+        features: Sequence[str] | None = None,
+    ) -> list[tuple[Any, ...] | None]: ...
     def state(self, view: str) -> ViewState | None: ...
     def mark(self, view: str, *, watermark_us: int | None, source_hash: str | None) -> None: ...
     def drop(self, view: str) -> None: ...
@@ -104,7 +114,7 @@ class SQLiteOnlineStore:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._read_sql: dict[tuple[str, int], str] = {}
+        self._read_sql: dict[tuple[Any, ...], str] = {}
         with self._connect() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS boite_views (view TEXT PRIMARY KEY, layout TEXT NOT "
@@ -212,39 +222,37 @@ class SQLiteOnlineStore:
             raise
         return count
 
-    def read(self, view: str, keys: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...] | None]:
-        """For each key, (event_us, features...) or None; one query for all keys."""
+    def read(
+        self,
+        view: str,
+        keys: Sequence[tuple[Any, ...]],
+        features: Sequence[str] | None = None,
+    ) -> list[tuple[Any, ...] | None]:
+        """For each key, (event_us, *features) or None; one query for all keys.
+
+        Features are selected by name, so a reader never depends on the order in
+        which the table happens to keep them.
+        """
         if not keys:
             return []
         conn = self._connect()
         width = len(keys[0])
-        sql = self._read_sql.get((view, len(keys)))
+        wanted = None if features is None else tuple(features)
+        cache_key = (view, wanted, len(keys))
+        args = keys[0] if len(keys) == 1 else [v for k in keys for v in k]
+        sql = self._read_sql.get(cache_key) or self._statement(view, wanted, len(keys), width)
         if sql is None:
-            layout = self.layout(view)
-            if layout is None:
-                return [None] * len(keys)
-            feats = ", ".join(quote_ident(f) for f in layout.features)
-            key_cols = ", ".join(quote_ident(k) for k in layout.entities)
-            if len(keys) == 1:
-                where = " AND ".join(f"{quote_ident(k)} = ?" for k in layout.entities)
-            elif width == 1:
-                where = f"{key_cols} IN ({', '.join('?' for _ in keys)})"
-            else:
-                row = "(" + ", ".join("?" for _ in range(width)) + ")"
-                where = f"({key_cols}) IN (VALUES {', '.join(row for _ in keys)})"
-            sql = f"SELECT {key_cols}, {EVENT}, {feats} FROM {self._table(view)} WHERE {where}"
-            if len(self._read_sql) > 256:
-                self._read_sql.clear()
-            self._read_sql[(view, len(keys))] = sql
+            return [None] * len(keys)
         try:
-            if len(keys) == 1:
-                fetched = conn.execute(sql, keys[0]).fetchall()
-            else:
-                fetched = conn.execute(sql, [v for k in keys for v in k]).fetchall()
+            fetched = conn.execute(sql, args).fetchall()
         except sqlite3.OperationalError:
-            if self.layout(view) is None:
+            # the table changed under a cached statement (rebuilt elsewhere): once more
+            self._read_sql.pop(cache_key, None)
+            sql = self._statement(view, wanted, len(keys), width)
+            if sql is None:
                 return [None] * len(keys)
-            raise
+            fetched = conn.execute(sql, args).fetchall()
+        self._read_sql[cache_key] = sql
         if len(keys) == 1:
             return [fetched[0][width:] if fetched else None]
         if width == 1:
@@ -252,6 +260,35 @@ class SQLiteOnlineStore:
             return [found.get(k[0]) for k in keys]
         found = {r[:width]: r[width:] for r in fetched}
         return [found.get(tuple(k)) for k in keys]
+
+    def _statement(
+        self, view: str, wanted: tuple[str, ...] | None, count: int, width: int
+    ) -> str | None:
+        """The SELECT for ``count`` keys, checked against the stored layout."""
+        layout = self.layout(view)
+        if layout is None:
+            return None
+        names = layout.features if wanted is None else wanted
+        absent = [f for f in names if f not in layout.features]
+        if absent:
+            raise FeatureError(
+                f"the online store does not hold {', '.join(repr(f) for f in absent)} of "
+                f"feature view '{view}' yet",
+                view=view,
+                hint="Run `boite run` (or `boite features materialize`) to fill it.",
+            )
+        feats = ", ".join(quote_ident(f) for f in names)
+        key_cols = ", ".join(quote_ident(k) for k in layout.entities)
+        if count == 1:
+            where = " AND ".join(f"{quote_ident(k)} = ?" for k in layout.entities)
+        elif width == 1:
+            where = f"{key_cols} IN ({', '.join('?' for _ in range(count))})"
+        else:
+            row = "(" + ", ".join("?" for _ in range(width)) + ")"
+            where = f"({key_cols}) IN (VALUES {', '.join(row for _ in range(count))})"
+        if len(self._read_sql) > 256:
+            self._read_sql.clear()
+        return f"SELECT {key_cols}, {EVENT}, {feats} FROM {self._table(view)} WHERE {where}"
 
     def state(self, view: str) -> ViewState | None:
         conn = self._connect()

@@ -185,6 +185,7 @@ def check_unique_events(
     keys = ", ".join(quote_ident(k) for k in (*view.entities, view.timestamp))
     rows = con.execute(
         f"SELECT {keys}, count(*) AS n FROM {parquet_relation(paths)} "
+        f"WHERE {quote_ident(view.timestamp)} IS NOT NULL "
         f"GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC LIMIT 3"
     ).fetchall()
     if rows:

@@ -64,7 +64,7 @@ class OnlineReader:
     ) -> None:
         self.store = store
         self.now = now
-        self.plan: list[tuple[FeatureView, list[int], list[Callable[[Any], Any]]]] = []
+        self.plan: list[tuple[FeatureView, tuple[str, ...], list[Callable[[Any], Any]]]] = []
         self.columns: list[str] = []
         self.entity_columns: list[str] = []
         for view_name, features in wanted.items():
@@ -78,9 +78,8 @@ class OnlineReader:
             for key in view.entities:
                 if key not in self.entity_columns:
                     self.entity_columns.append(key)
-            positions = [view.features.index(f) for f in features]
             coerce = [_coercer(view.types[k]) for k in view.entities]
-            self.plan.append((view, positions, coerce))
+            self.plan.append((view, tuple(features), coerce))
             self.columns.extend(features)
         if len(set(self.columns)) != len(self.columns):
             dupes = sorted({c for c in self.columns if self.columns.count(c) > 1})
@@ -95,7 +94,7 @@ class OnlineReader:
         rows: list[list[Any]] = [[] for _ in entities]
         times: dict[str, list[int | None]] = {}
         missing: dict[str, list[int]] = {}
-        for view, positions, coerce in self.plan:
+        for view, names, coerce in self.plan:
             try:
                 if len(view.entities) == 1:
                     # the common case, kept free of per-row generators
@@ -118,18 +117,17 @@ class OnlineReader:
                     view=view.name,
                 ) from None
             oldest = None if view.ttl is None else now_us - int(view.ttl.total_seconds() * 1e6)
-            found = self.store.read(view.name, keys)
+            found = self.store.read(view.name, keys, names)
             view_times: list[int | None] = []
             absent: list[int] = []
-            empty = [None] * len(positions)
-            pick = [1 + p for p in positions]
+            empty = [None] * len(names)
             for i, value in enumerate(found):
                 if value is None or (oldest is not None and value[0] < oldest):
                     rows[i].extend(empty)
                     view_times.append(None)
                     absent.append(i)
                 else:
-                    rows[i].extend([value[p] for p in pick])
+                    rows[i].extend(value[1:])
                     view_times.append(value[0])
             times[view.name] = view_times
             missing[view.name] = absent

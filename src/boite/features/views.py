@@ -84,13 +84,16 @@ def resolve_view(
                 view=name,
                 hint="Cast it in the transform that makes the dataset (e.g. CAST(x AS VARCHAR)).",
             )
-    for column, role in ((config.timestamp, "timestamp"), (config.created_timestamp, "created")):
+    for column, role in (
+        (config.timestamp, "timestamp"),
+        (config.created_timestamp, "created timestamp"),
+    ):
         if column is None:
             continue
-        kind = need(column, f"{role} timestamp")
+        kind = need(column, role)
         if kind not in TIME_TYPES + TZ_TYPES:
             raise FeatureError(
-                f"feature view '{name}': {role} timestamp column '{column}' is {kind}; it must be "
+                f"feature view '{name}': its {role} column '{column}' is {kind}; it must be "
                 "a DATE or a TIMESTAMP (with or without time zone)",
                 view=name,
                 hint="Convert it in its transform, e.g. CAST(strptime(d, '%Y%m%d') AS DATE).",

@@ -145,7 +145,10 @@ class FeatureStore:
         # Checked once per (view layout, data version): the answer cannot change.
         key = hashlib.sha256(
             (
-                repr(view.entities) + view.timestamp + "".join(r.content_hash for r in records)
+                repr(view.entities)
+                + view.timestamp
+                + str(view.created_timestamp)
+                + "".join(r.content_hash for r in records)
             ).encode()
         ).hexdigest()[:16]
         tag = f"{_UNIQUE_TAG}:{view.name}:{key}"
@@ -300,6 +303,53 @@ class FeatureStore:
             con.close()
             self._readers.clear()
 
+    def materialize_on_record(
+        self,
+        view_name: str,
+        *,
+        full: bool = False,
+        step: str | None = None,
+        fingerprint: str | None = None,
+        params: dict[str, Any] | None = None,
+        code_fingerprint: str | None = None,
+    ) -> tuple[Materialized, str]:
+        """Materialize one view as a run in the ledger (what it read, what it wrote)."""
+        ledger = self.ws.ledger
+        records = self.history_records(view_name, self.config.feature_views[view_name].source)
+        run_id = ledger.start_run(
+            step or f"materialize.{view_name}",
+            "materialize",
+            params={**(params or {}), "view": view_name, "full": full},
+            code_fingerprint=code_fingerprint,
+            fingerprint=fingerprint,
+        )
+        meter = Meter()
+        try:
+            with meter:
+                result = self.materialize(self.view(view_name), full=full)
+        except BaseException as exc:
+            ledger.finish_run(
+                run_id,
+                status=FAILED,
+                error=str(exc) if isinstance(exc, BoiteError) else repr(exc),
+                resources=Resources(wall_s=meter.usage.wall_s, cpu_s=meter.usage.cpu_s),
+            )
+            raise
+        ledger.finish_run(
+            run_id,
+            status=SUCCEEDED,
+            resources=Resources(
+                wall_s=meter.usage.wall_s,
+                cpu_s=meter.usage.cpu_s,
+                peak_rss_bytes=meter.usage.peak_rss_bytes,
+                rows_in=result.rows_read,
+                rows_out=result.rows_written,
+            ),
+            consumed=[r.id for r in records],
+            metrics={"rows_read": result.rows_read, "rows_written": result.rows_written},
+        )
+        return result, run_id
+
     # --- push --------------------------------------------------------------
 
     def push(self, view_name: str, rows: Any) -> PushResult:
@@ -348,13 +398,15 @@ class FeatureStore:
             nulls = con.execute(
                 "SELECT count(*) FROM __pushed WHERE "
                 + " OR ".join(f'"{c}" IS NULL' for c in (*view.entities, view.timestamp))
-            ).fetchone()[0]
+            ).fetchall()[0][0]
             if nulls:
                 raise FeatureError(
                     f"{nulls} pushed row(s) have no entity key or no timestamp",
                     view=view_name,
                     hint="Every row needs " + ", ".join((*view.entities, view.timestamp)) + ".",
                 )
+            if not view.created_timestamp:
+                self._refuse_ambiguous_push(con, view)
             try:
                 con.sql(f"SELECT {', '.join(casts)} FROM __pushed").write_parquet(
                     str(scratch), compression="zstd"
@@ -393,6 +445,32 @@ class FeatureStore:
         )
         self._readers.clear()
         return PushResult(view_name, table.num_rows, written, record)
+
+    def _refuse_ambiguous_push(self, con: Any, view: FeatureView) -> None:
+        """Without a created time, a second row at one entity and event time is ambiguous."""
+        keys = [*view.entities, view.timestamp]
+        cols = ", ".join(f'"{k}"' for k in keys)
+        inside = con.execute(
+            f"SELECT {cols} FROM __pushed GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
+        ).fetchall()
+        paths, _ = self.history(view)
+        casts = ", ".join(f'CAST("{k}" AS {view.types[k]}) AS "{k}"' for k in keys)
+        clash = (
+            inside
+            or con.execute(
+                f"SELECT {cols} FROM (SELECT {casts} FROM __pushed) "
+                f"SEMI JOIN (SELECT {cols} FROM {parquet_relation(paths)}) USING ({cols}) LIMIT 1"
+            ).fetchall()
+        )
+        if clash:
+            shown = ", ".join(f"{k}={v}" for k, v in zip(keys, clash[0], strict=True))
+            raise FeatureError(
+                f"feature view '{view.name}' already has a row at {shown} (or the push holds "
+                "two); with no created timestamp, which value held then would be ambiguous",
+                view=view.name,
+                hint="Push a later event time, or declare 'created_timestamp' on the view so "
+                "the latest created row wins.",
+            )
 
     # --- the library -------------------------------------------------------
 

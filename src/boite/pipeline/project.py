@@ -28,9 +28,11 @@ from boite.features.reader import OnlineFeatures
 from boite.features.views import FeatureView
 from boite.lineage.graph import LineageGraph, lineage_graph
 from boite.pipeline.featurestore import TRAINING_SET, FeatureStore, PushResult, history_hash
+from boite.pipeline.modeling import Models, TrainResult
 from boite.pipeline.plan import ParseCache, Plan, Step, build_plan
 from boite.pipeline.runner import ProgressHook, Runner, RunReport, Workspace
 from boite.pipeline.state import fingerprint, freshness
+from boite.registry.registry import AliasEvent, ModelVersion
 from boite.sources.files import HashCache, resolve_files
 
 if TYPE_CHECKING:
@@ -150,6 +152,28 @@ class Project:
         """The feature store: views, training sets, online reads, pushes, the library."""
         return FeatureStore(self._ws, self.config)
 
+    @cached_property
+    def models(self) -> Models:
+        """Training, the registry and its aliases."""
+        return Models(self._ws, dict(self.config.models), self.features)
+
+    def train(self, name: str, *, trials: int | None = None) -> TrainResult:
+        """Train (and tune) a model spec, register NAME@N and judge its gates."""
+        with ProjectLock(self.state_dir / "train.lock", wait=True):
+            return self.models.train(name, trials=trials)
+
+    def model(self, ref: str) -> ModelVersion:
+        """A model version: 'name@3', or 'name' for the newest."""
+        return self.models.registry.get(ref)
+
+    def promote(self, ref: str, *, to: str, reason: str, force: bool = False) -> AliasEvent:
+        """Point an alias (staging, production, challenger) at a version, if its gates allow."""
+        return self.models.promote(ref, to=to, reason=reason, force=force)
+
+    def rollback(self, name: str, *, alias: str = "production", reason: str = "") -> AliasEvent:
+        """Move an alias back to the version it pointed at before."""
+        return self.models.rollback(name, alias=alias, reason=reason)
+
     def feature_views(self) -> dict[str, FeatureView]:
         """Every feature view, resolved on the current version of its dataset."""
         return self.features.views()
@@ -191,7 +215,7 @@ class Project:
         online = [n for n, c in self.config.feature_views.items() if c.online]
         names = list(views) if views else online
         with ProjectLock(self.state_dir / "run.lock", wait=True):
-            return [self.features.materialize(self.features.view(n), full=full) for n in names]
+            return [self.features.materialize_on_record(n, full=full)[0] for n in names]
 
     def status(self) -> list[StepStatus]:
         """What is up to date, stale or failed, and why, without running anything."""

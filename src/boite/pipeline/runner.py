@@ -312,40 +312,15 @@ class Runner:
         fresh = last_ok is not None and last_ok.fingerprint == fp
         if fresh and state is not None and state.source_hash == done:
             return StepOutcome(step.name, step.kind, UP_TO_DATE, rows=state.rows)
-        run_id = self.ws.ledger.start_run(
-            step.name,
-            "materialize",
-            params={"fingerprint_parts": parts, "view": step.view},
-            code_fingerprint=step.code_fingerprint,
-            fingerprint=fp,
-        )
         meter = Meter()
-        try:
-            with meter:
-                view = fs.view(step.view)
-                result = fs.materialize(view)
-        except BaseException as exc:
-            message = str(exc) if isinstance(exc, BoiteError) else repr(exc)
-            self.ws.ledger.finish_run(
-                run_id,
-                status=FAILED,
-                error=message,
-                resources=Resources(wall_s=meter.usage.wall_s, cpu_s=meter.usage.cpu_s),
+        with meter:
+            result, run_id = fs.materialize_on_record(
+                step.view,
+                step=step.name,
+                fingerprint=fp,
+                params={"fingerprint_parts": parts},
+                code_fingerprint=step.code_fingerprint,
             )
-            raise
-        self.ws.ledger.finish_run(
-            run_id,
-            status=SUCCEEDED,
-            resources=Resources(
-                wall_s=meter.usage.wall_s,
-                cpu_s=meter.usage.cpu_s,
-                peak_rss_bytes=meter.usage.peak_rss_bytes,
-                rows_in=result.rows_read,
-                rows_out=result.rows_written,
-            ),
-            consumed=[r.id for r in records],
-            metrics={"rows_read": result.rows_read, "rows_written": result.rows_written},
-        )
         return StepOutcome(
             step.name,
             step.kind,

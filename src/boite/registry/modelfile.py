@@ -35,6 +35,7 @@ import io
 import json
 import math
 import os
+import pickle
 import platform
 import uuid
 import zipfile
@@ -327,7 +328,15 @@ class TorchFlavor(Flavor):
             # weights_only: the unpickler accepts tensors and plain containers,
             # never an arbitrary class or function.
             state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many kinds for a damaged or foreign payload
+        except pickle.UnpicklingError as exc:
+            raise ModelFileError(
+                "its PyTorch payload holds more than tensors, and boite loads tensors only"
+                + _weights_only_detail(str(exc)),
+                path=path,
+                hint="Write module.state_dict() with boite's write_model; "
+                "a model file holds weights, never code.",
+            ) from exc
+        except Exception as exc:  # torch raises many kinds for a damaged payload
             raise ModelFileError(
                 f"its PyTorch state_dict cannot be read: {exc}", path=path
             ) from exc
@@ -339,6 +348,15 @@ class TorchFlavor(Flavor):
 
     def versions(self) -> dict[str, str]:
         return {"torch": str(_import_torch().__version__)}
+
+
+def _weights_only_detail(message: str) -> str:
+    # Torch's own message goes on to suggest weights_only=False, which is
+    # exactly what must not be done with a file of unknown origin: keep only
+    # the line that says what was found.
+    _, marker, rest = message.partition("WeightsUnpickler error:")
+    detail = next((line.strip() for line in rest.splitlines() if line.strip()), "")
+    return f" ({detail.split('. ')[0]})" if marker and detail else ""
 
 
 def _import_torch() -> Any:
@@ -357,9 +375,8 @@ class JSONFlavor(Flavor):
     member = "model.json"
 
     def dump(self, model: Any, *, trusted: Sequence[str]) -> bytes:
-        _check_json(model, "model")
         # Keys keep their order: a ranked table is often a dict in rank order.
-        return _json_bytes(model, sort_keys=False)
+        return _json_bytes(_plain_json(model, "model"), sort_keys=False)
 
     def load(self, data: bytes, *, trusted: Sequence[str], path: str) -> Any:
         try:
@@ -421,11 +438,11 @@ def write_model(
     return _write_atomically(Path(path), members)
 
 
-def write_model_artifact(store: ArtifactStore, **model: Any) -> StoredFile:
+def write_model_artifact(store: ArtifactStore, **arguments: Any) -> StoredFile:
     """Write a model file (same keywords as :func:`write_model`) into the artifact store."""
     local = store.new_scratch_file(MODEL_FILE_SUFFIX)
     try:
-        digest = write_model(local, **model)
+        digest = write_model(local, **arguments)
     except BaseException:
         local.unlink(missing_ok=True)
         raise
@@ -513,8 +530,7 @@ def _check_signature(signature: Any) -> dict[str, Any]:
             if column["name"] in seen:
                 raise UserError(f"{where}: the name {column['name']!r} appears twice in {part}")
             seen.add(column["name"])
-    _check_json(signature, "signature")
-    return json.loads(json.dumps(signature))
+    return _plain_json(signature, "signature")
 
 
 def _check_object(value: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
@@ -522,35 +538,41 @@ def _check_object(value: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise UserError(f"the {what} of a model file must be a mapping; got {_type_name(value)}")
-    _check_json(value, what)
-    # A plain copy: later changes to the caller's dict cannot reach the file.
-    return json.loads(json.dumps(value))
+    return _plain_json(value, what)
 
 
-def _check_json(value: Any, where: str) -> None:
-    """Raise unless ``value`` survives a JSON round trip unchanged (tuples aside)."""
-    if value is None or isinstance(value, str | bool | int):
-        return
+def _plain_json(value: Any, where: str) -> Any:
+    """A plain copy of ``value`` that survives a JSON round trip unchanged; raise otherwise.
+
+    Checking here, with the path to the offending value, beats json.dumps'
+    "Object of type int64 is not JSON serializable"; the copy means later
+    changes to the caller's objects cannot reach the file.
+    """
+    if value is None or isinstance(value, bool):
+        return value if value is None else bool(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise UserError(
                 f"{where} is {value}, which JSON cannot hold",
                 hint="Use null for a missing number.",
             )
-        return
+        return float(value)
     if isinstance(value, Mapping):
+        plain = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise UserError(
                     f"{where} has the key {key!r}; JSON keys are strings",
                     hint="Convert the keys with str() and back when reading.",
                 )
-            _check_json(item, f"{where}[{key!r}]")
-        return
+            plain[str(key)] = _plain_json(item, f"{where}[{key!r}]")
+        return plain
     if isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _check_json(item, f"{where}[{index}]")
-        return
+        return [_plain_json(item, f"{where}[{index}]") for index, item in enumerate(value)]
     raise UserError(
         f"{where} is a {_type_name(value)}, which JSON cannot hold",
         hint="Use str, int, float, bool, None, lists and dicts; convert numpy values "

@@ -9,6 +9,7 @@ TrainingError naming the model and the key.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -112,7 +113,10 @@ class LightGBMAlgorithm:
             "verbosity": -1,
             "seed": 0,
             "deterministic": True,
-            "num_threads": 0,
+            # OpenMP spins when it has fewer cores than threads: on a small shared
+            # machine one thread per two cores is the fast setting, not all of them.
+            "num_threads": max(1, (os.cpu_count() or 2) // 2),
+            "force_col_wise": True,
         }
         if task == "multiclass":
             settings["num_class"] = data.num_class

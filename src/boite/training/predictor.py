@@ -1,0 +1,43 @@
+"""A trained model ready to score frames: its preprocessing and its fitted estimator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from boite.training.preprocess import Preprocessor
+
+
+@dataclass(frozen=True)
+class Predictor:
+    flavor: str
+    task: str
+    model: Any
+    preprocessor: Preprocessor
+    classes: list[Any] | None
+
+    @classmethod
+    def from_parts(
+        cls, flavor: str, task: str, model: Any, preprocessing: dict[str, Any]
+    ) -> Predictor:
+        return cls(
+            flavor,
+            task,
+            model,
+            Preprocessor.from_dict(preprocessing["features"]),
+            preprocessing.get("classes"),
+        )
+
+    def scores(self, frame: pd.DataFrame) -> np.ndarray:
+        """Positive-class probability (binary), class probabilities (multiclass) or values."""
+        X = self.preprocessor.transform(frame)
+        if self.flavor == "lightgbm":
+            return np.asarray(self.model.predict(X))
+        if self.task == "binary_classification":
+            return np.asarray(self.model.predict_proba(X))[:, 1]
+        if self.task == "multiclass":
+            return np.asarray(self.model.predict_proba(X))
+        return np.asarray(self.model.predict(X))

@@ -1,0 +1,349 @@
+"""Train one model spec: split, preprocess, search (Optuna), fit, evaluate.
+
+The trainer works on a pandas frame that already holds the label and the
+feature columns (the pipeline builds it, point-in-time correct); it knows
+nothing of the ledger: trials and results come back as data to be recorded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from boite.core.config import ModelConfig, describe_space
+from boite.core.suggest import did_you_mean
+from boite.errors import TrainingError
+from boite.training.algorithms import Algorithm, FitData, get_algorithm
+from boite.training.metrics import (
+    DEFAULT_METRIC,
+    DIRECTIONS,
+    business_value,
+    calibration,
+    slice_metrics,
+    task_metrics,
+)
+from boite.training.preprocess import Preprocessor
+from boite.training.split import split_frame
+
+CLASSIFICATION = ("binary_classification", "multiclass")
+_LGB_DIRECTION = {
+    "binary_classification": "maximize",
+    "multiclass": "minimize",
+    "regression": "minimize",
+}
+
+
+@dataclass
+class Trial:
+    number: int
+    params: dict[str, Any]
+    value: float | None
+    state: str  # 'complete', 'pruned', 'failed'
+    seconds: float
+    error: str | None = None
+
+
+@dataclass
+class Trained:
+    name: str
+    task: str
+    algorithm: Algorithm
+    fitted: Any
+    preprocessor: Preprocessor
+    classes: list[Any] | None
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    split: dict[str, Any]
+    label: str
+    features: list[str]
+    test_index: np.ndarray
+    test_scores: np.ndarray
+    test_y: np.ndarray
+    calibration: dict[str, Any] | None = None
+    business: dict[str, Any] | None = None
+    slices: dict[str, Any] = field(default_factory=dict)
+    trials: list[Trial] = field(default_factory=list)
+    search_metric: str | None = None
+    fit_seconds: float = 0.0
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.algorithm.predict(
+            self.fitted, self.preprocessor.transform(frame), task=self.task
+        )
+
+
+def encode_labels(
+    task: str, values: pd.Series, *, model: str, column: str
+) -> tuple[np.ndarray, list[Any] | None]:
+    """The label as numbers: 0/1, class indexes, or floats; with the class list."""
+    distinct = values.dropna().unique().tolist()
+    if len(distinct) <= 1:
+        raise TrainingError(
+            f"model '{model}': the label column '{column}' is constant "
+            f"({distinct[0] if distinct else 'all missing'!r}); there is nothing to learn",
+            model=model,
+            hint="Check the label dataset, or the rows the features and split keep.",
+        )
+    if task == "regression":
+        if not pd.api.types.is_numeric_dtype(values):
+            raise TrainingError(
+                f"model '{model}': a regression label must be numeric; '{column}' is "
+                f"{values.dtype}",
+                model=model,
+            )
+        return values.to_numpy(dtype=np.float64), None
+    classes = sorted(distinct, key=lambda v: (str(type(v)), v))
+    if task == "binary_classification" and len(classes) != 2:
+        raise TrainingError(
+            f"model '{model}': a binary label has two values; '{column}' has {len(classes)} "
+            f"({', '.join(map(str, classes[:6]))}{', ...' if len(classes) > 6 else ''})",
+            model=model,
+            hint="Use task: multiclass, or map the label to two values in its transform.",
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    return values.map(index).to_numpy(dtype=np.int64), classes
+
+
+def _suggest(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
+    params = {}
+    for name, spec in space.items():
+        kind, args = describe_space(name, spec)
+        if kind == "choice":
+            params[name] = trial.suggest_categorical(name, args)
+        elif kind == "int":
+            params[name] = trial.suggest_int(name, args[0], args[1], log=args[2])
+        else:
+            params[name] = trial.suggest_float(name, args[0], args[1], log=args[2])
+    return params
+
+
+def train_model(
+    name: str,
+    cfg: ModelConfig,
+    frame: pd.DataFrame,
+    *,
+    label: str,
+    features: list[str],
+    time_column: str | None,
+    trials: int | None = None,
+    on_trial: Callable[[Trial], None] | None = None,
+) -> Trained:
+    task = cfg.task
+    if task not in DEFAULT_METRIC:
+        raise TrainingError(
+            f"model '{name}': the task '{task}' is not trained by this version of boite yet",
+            model=name,
+            hint="Tasks trained today: " + ", ".join(DEFAULT_METRIC) + ".",
+        )
+    if label not in frame:
+        guess = did_you_mean(label, frame.columns)
+        raise TrainingError(
+            f"model '{name}': the label column '{label}' does not exist",
+            model=name,
+            hint=(f"Did you mean '{guess}'? " if guess else "")
+            + "Columns: "
+            + ", ".join(map(str, frame.columns))
+            + ".",
+        )
+    if not features:
+        raise TrainingError(f"model '{name}': its feature list resolves to no column", model=name)
+    algorithm = get_algorithm(cfg.algorithm, model=name)
+    labelled = frame[frame[label].notna()].reset_index(drop=True)
+    y_all, classes = encode_labels(task, labelled[label], model=name, column=label)
+    train_mask, test_mask, split_info = split_frame(
+        labelled,
+        cfg.split,
+        model=name,
+        label=label,
+        time_column=time_column,
+        classification=task in CLASSIFICATION,
+    )
+    split_info["unlabelled_rows_dropped"] = int(len(frame) - len(labelled))
+    if task in CLASSIFICATION and classes is not None:
+        absent = [classes[c] for c in range(len(classes)) if not (y_all[test_mask] == c).any()]
+        if absent:
+            raise TrainingError(
+                f"model '{name}': the class(es) {', '.join(map(repr, absent))} have no example "
+                "in the test split, so the model cannot be judged on them",
+                model=name,
+                hint="Move split.test_from earlier, raise split.test_size, or use a random split.",
+            )
+    train_frame = labelled[train_mask].reset_index(drop=True)
+    y_train = y_all[train_mask]
+    pre = Preprocessor.fit(train_frame, features, impute=not algorithm.handles_missing)
+    X_train = pre.transform(train_frame)
+    num_class = len(classes) if task == "multiclass" and classes else None
+    params = dict(cfg.params)
+    done: list[Trial] = []
+    metric = None
+    n_trials = trials if trials is not None else (cfg.search.trials if cfg.search else 0)
+    if cfg.search is not None and n_trials > 0:
+        metric = cfg.search.metric or DEFAULT_METRIC[task]
+        params.update(
+            _search(
+                name,
+                cfg,
+                algorithm,
+                train_frame,
+                X_train,
+                y_train,
+                pre,
+                num_class,
+                metric=metric,
+                n_trials=n_trials,
+                on_trial=on_trial,
+                done=done,
+            )
+        )
+    started = time.perf_counter()
+    fitted = algorithm.fit(
+        FitData(X_train, y_train, list(features), pre.categorical, num_class),
+        task=task,
+        params=params,
+        model=name,
+    )
+    fit_seconds = time.perf_counter() - started
+    test_frame = labelled[test_mask].reset_index(drop=True)
+    scores = algorithm.predict(fitted, pre.transform(test_frame), task=task)
+    y_test = y_all[test_mask]
+    metrics = task_metrics(task, y_test, scores)
+    result = Trained(
+        name=name,
+        task=task,
+        algorithm=algorithm,
+        fitted=fitted,
+        preprocessor=pre,
+        classes=classes,
+        params=params,
+        metrics=metrics,
+        split=split_info,
+        label=label,
+        features=list(features),
+        test_index=np.flatnonzero(test_mask),
+        test_scores=scores,
+        test_y=y_test,
+        trials=done,
+        search_metric=metric,
+        fit_seconds=fit_seconds,
+    )
+    if task == "binary_classification":
+        result.calibration = calibration(y_test, scores)
+        if cfg.business is not None:
+            result.business = business_value(y_test, scores, cfg.business)
+            metrics["business_value"] = result.business["best_value"]
+    slices = [c for c in cfg.slices if c in test_frame]
+    if slices:
+        result.slices = slice_metrics(task, test_frame, y_test, scores, slices)
+    return result
+
+
+def _search(
+    name: str,
+    cfg: ModelConfig,
+    algorithm: Algorithm,
+    train_frame: pd.DataFrame,
+    X: np.ndarray,
+    y: np.ndarray,
+    pre: Preprocessor,
+    num_class: int | None,
+    *,
+    metric: str,
+    n_trials: int,
+    on_trial: Callable[[Trial], None] | None,
+    done: list[Trial],
+) -> dict[str, Any]:
+    import optuna
+
+    assert cfg.search is not None
+    task = cfg.task
+    if metric not in DIRECTIONS:
+        guess = did_you_mean(metric, DIRECTIONS)
+        raise TrainingError(
+            f"model '{name}': cannot search on the metric '{metric}'",
+            model=name,
+            hint=(f"Did you mean '{guess}'? " if guess else "")
+            + "Metrics: "
+            + ", ".join(sorted(DIRECTIONS))
+            + ".",
+        )
+    direction = cfg.search.direction or DIRECTIONS[metric]
+    # the search judges trials on a validation part of the training rows: the
+    # test rows stay unseen until the final evaluation
+    rng = np.random.default_rng(cfg.search.seed)
+    valid = np.zeros(len(y), dtype=bool)
+    valid[rng.choice(len(y), size=max(1, len(y) // 5), replace=False)] = True
+    fit = FitData(
+        X[~valid],
+        y[~valid],
+        list(pre.features),
+        pre.categorical,
+        num_class,
+        X_valid=X[valid],
+        y_valid=y[valid],
+    )
+    prune = cfg.search.pruning and _LGB_DIRECTION.get(task) == direction
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction=direction,
+        sampler=optuna.samplers.TPESampler(seed=cfg.search.seed),
+        pruner=optuna.pruners.MedianPruner(n_warmup_steps=20)
+        if prune
+        else optuna.pruners.NopPruner(),
+    )
+
+    def objective(trial: Any) -> float:
+        params = {**cfg.params, **_suggest(trial, cfg.search.space)}  # type: ignore[union-attr]
+        started = time.perf_counter()
+
+        def progress(step: int, value: float) -> None:
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        try:
+            fitted = algorithm.fit(
+                fit, task=task, params=params, model=name, progress=progress if prune else None
+            )
+            scores = algorithm.predict(fitted, fit.X_valid, task=task)  # type: ignore[arg-type]
+            metrics = task_metrics(task, fit.y_valid, scores)  # type: ignore[arg-type]
+            if metric == "business_value" and cfg.business is not None:
+                metrics["business_value"] = business_value(
+                    fit.y_valid,
+                    scores,
+                    cfg.business,  # type: ignore[arg-type]
+                )["best_value"]
+            if metric not in metrics:
+                raise TrainingError(
+                    f"model '{name}': the metric '{metric}' does not apply to {task}",
+                    model=name,
+                    hint="Metrics for this task: " + ", ".join(sorted(metrics)) + ".",
+                )
+            value = float(metrics[metric])
+        except optuna.TrialPruned:
+            record = Trial(trial.number, params, None, "pruned", time.perf_counter() - started)
+            done.append(record)
+            if on_trial:
+                on_trial(record)
+            raise
+        record = Trial(trial.number, params, value, "complete", time.perf_counter() - started)
+        done.append(record)
+        if on_trial:
+            on_trial(record)
+        return value
+
+    study.optimize(
+        objective,
+        n_trials=n_trials,
+        timeout=cfg.search.timeout_s,
+        n_jobs=cfg.search.parallel,
+        catch=(),
+    )
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise TrainingError(f"model '{name}': no search trial completed", model=name)
+    return dict(study.best_params)
