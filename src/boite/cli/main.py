@@ -42,6 +42,15 @@ def _features_app() -> typer.Typer:
 
 app.add_typer(_features_app(), name="features")
 
+
+def _models() -> None:
+    from boite.cli.models import register
+
+    register(app)
+
+
+_models()
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 ProjectOption = Annotated[

@@ -65,6 +65,7 @@ def run_quickstart(folder: Path, *, force: bool, console: Console) -> int:
         table.add_row(ds.name, f"v{ds.version}", f"{ds.rows:,}", ", ".join(ds.schema)[:70])
     console.print(table)
     _feature_store_tour(project, console)
+    _train_and_promote(project, console)
     rel = _display(target)
     console.print("\n[bold]Try next[/bold]", markup=True)
     for line in (
@@ -75,6 +76,9 @@ def run_quickstart(folder: Path, *, force: bool, console: Console) -> int:
         "boite lineage customer_activity --upstream    # back to the raw CDNOW file",
         "boite features list                           # the feature library, with freshness",
         "boite features get customer_activity --entity customer_id=00164",
+        "boite models list                             # versions, aliases, metrics",
+        "boite models show repurchase@1                # the model card",
+        "boite train repurchase --trials 8             # a new version, judged by its gates",
         "python -c \"import boite; print(boite.open_project().dataset('repurchase_labels')"
         '.to_pandas().head())"',
         "edit transforms/customer_daily.sql, then `boite status` and `boite run`",
@@ -110,6 +114,27 @@ def _feature_store_tour(project: Any, console: Console) -> None:
         f"Online features of customer 00164 as of {project.clock.now():%Y-%m-%d}: {values}",
         markup=False,
     )
+
+
+def _train_and_promote(project: Any, console: Console) -> None:
+    """Train the repurchase model with a short search, and promote it if its gates pass."""
+    with console.status("training repurchase (LightGBM, a short Optuna search)…"):
+        result = project.train("repurchase")
+    version = result.version
+    metrics = version.metrics
+    console.print(
+        f"Trained [bold]{version.ref}[/bold]: ROC AUC {metrics['roc_auc']:.3f} on the 1998 "
+        f"test months; business value {metrics.get('business_value', 0):,.0f} "
+        f"(gates {'passed' if result.gates.passed else 'failed'}).",
+        markup=True,
+    )
+    current = project.models.registry.alias("repurchase", "production")
+    if result.gates.passed and (current is None or current.version != version.version):
+        event = project.promote(version.ref, to="production", reason="quickstart: gates passed")
+        console.print(f"Promoted {version.ref} to production.", markup=False)
+        del event
+    elif current is not None:
+        console.print(f"Production stays {current.ref}.", markup=False)
 
 
 def _display(path: Path) -> str:

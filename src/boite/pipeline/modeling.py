@@ -115,7 +115,9 @@ class Models:
             times = [c for c, t in labels.schema.items() if t.startswith(("DATE", "TIMESTAMP"))]
             time_column = times[0] if len(times) == 1 else None
         if refs:
-            training = self.features.training_set(labels, refs, timestamp=time_column, name=name)
+            training = self.features.training_set(
+                labels, refs, timestamp=time_column, name=f"{name}_training"
+            )
             frame = training.to_pandas()
             added = [c for c in training.schema if c not in labels.schema]
             consumed, source = [training.record.id], training.ref
@@ -300,10 +302,10 @@ class Models:
         production: tuple[str, dict[str, float]] | None,
         fairness: dict[str, Any] | None,
     ) -> NewArtifact:
-        from boite.registry.modelfile import write_model
+        from boite.registry.modelfile import MODEL_FILE_SUFFIX, write_model
 
         store = self.ws.store
-        scratch = store.new_scratch_file(".boitemodel")
+        scratch = store.new_scratch_file(MODEL_FILE_SUFFIX)
         pre = trained.preprocessor
         signature = {
             "inputs": [{"name": f, "type": pre.kinds[f]} for f in features],
@@ -318,7 +320,7 @@ class Models:
             preprocessing={"features": pre.to_dict(), "classes": _plain(trained.classes)},
             metadata={"name": name, "algorithm": cfg.algorithm},
         )
-        stored = store.put_file(scratch, suffix=".boitemodel", sha256=digest)
+        stored = store.put_file(scratch, suffix=MODEL_FILE_SUFFIX, sha256=digest)
         meta = _plain(
             {
                 "task": cfg.task,
