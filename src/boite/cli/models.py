@@ -31,13 +31,22 @@ def _ctx(project: Path) -> tuple[Console, Project]:
     return _console(), _open(project)
 
 
+HEADLINE = (
+    "roc_auc",
+    "pr_auc",
+    "accuracy",
+    "macro_f1",
+    "rmse",
+    "r2",
+    "ndcg",
+    "silhouette",
+    "business_value",
+)
+
+
 def _metric_line(version: ModelVersion, keys: list[str] | None = None) -> str:
     metrics = version.metrics
-    keys = keys or [
-        k
-        for k in ("roc_auc", "pr_auc", "accuracy", "macro_f1", "rmse", "r2", "business_value")
-        if k in metrics
-    ]
+    keys = keys or [k for k in HEADLINE if k in metrics]
     return ", ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics)
 
 

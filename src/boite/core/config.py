@@ -276,10 +276,13 @@ _GATE = re.compile(r"^\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*$")
 
 
 class LabelConfig(_Strict):
-    """Where the label comes from: a column of a dataset (its rows are the examples)."""
+    """Where the examples come from: the rows of a dataset, and its label column.
+
+    Clustering learns without a label: it names only the dataset.
+    """
 
     dataset: str
-    column: str
+    column: str | None = None
     timestamp: str | None = None
 
 
@@ -402,6 +405,8 @@ class ModelConfig(_Strict):
     fairness: FairnessConfig | None = None
     business: BusinessConfig | None = None
     slices: list[str] = []
+    group: str | None = None
+    k: int = Field(default=10, ge=1, le=1000)
     description: str | None = None
     owner: str | None = None
     intended_use: str | None = None
@@ -437,8 +442,19 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _label(self) -> ModelConfig:
-        if self.task != "clustering" and self.label is None:
-            raise ValueError(f"a {self.task} model needs 'label: {{dataset: ..., column: ...}}'")
+        if self.label is None:
+            raise ValueError(
+                f"a {self.task} model needs 'label: {{dataset: ...}}' (the rows it learns from)"
+            )
+        if self.task != "clustering" and self.label.column is None:
+            raise ValueError(
+                f"a {self.task} model needs 'label.column' (what it learns to predict)"
+            )
+        if self.task == "ranking" and not self.group:
+            raise ValueError(
+                "a ranking model needs 'group': the column whose rows are ranked together "
+                "(a query, a user)"
+            )
         return self
 
 

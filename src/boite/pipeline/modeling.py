@@ -84,7 +84,7 @@ class Models:
 
     def training_frame(
         self, name: str, cfg: ModelConfig
-    ) -> tuple[pd.DataFrame, list[str], str, str | None, list[str], str]:
+    ) -> tuple[pd.DataFrame, list[str], str | None, str | None, list[str], str]:
         """(frame, feature columns, label column, time column, consumed ids, source ref)."""
         assert cfg.label is not None
         ledger = self.ws.ledger
@@ -97,7 +97,7 @@ class Models:
                 hint=exc.hint,
             ) from None
         labels = Dataset(record, self.ws.store, ledger)
-        if cfg.label.column not in labels.schema:
+        if cfg.label.column is not None and cfg.label.column not in labels.schema:
             guess = did_you_mean(cfg.label.column, labels.schema)
             raise TrainingError(
                 f"model '{name}': the label column '{cfg.label.column}' is not in {labels.ref}",
@@ -109,7 +109,9 @@ class Models:
             )
         refs = [f for f in cfg.features if ":" in f]
         plain = [f for f in cfg.features if ":" not in f]
-        excluded = set(cfg.exclude) | {cfg.label.column}
+        excluded = set(cfg.exclude) | ({cfg.label.column} if cfg.label.column else set())
+        if cfg.group:
+            excluded.add(cfg.group)
         time_column = cfg.label.timestamp
         if time_column is None:
             times = [c for c, t in labels.schema.items() if t.startswith(("DATE", "TIMESTAMP"))]
@@ -237,7 +239,8 @@ class Models:
                 new = self._model_artifact(
                     name, cfg, trained, features, source, gates, production, fairness
                 )
-            (record,) = ledger.finish_run(
+                extra = [self._segments(name, trained, frame)] if cfg.task == "clustering" else []
+            record, *_ = ledger.finish_run(
                 run_id,
                 status=SUCCEEDED,
                 resources=Resources(
@@ -247,7 +250,7 @@ class Models:
                     rows_in=len(frame),
                 ),
                 consumed=consumed,
-                produced=[new],
+                produced=[new, *extra],
                 metrics={k: v for k, v in trained.metrics.items() if np.isfinite(v)},
             )
         except BaseException as exc:
@@ -263,6 +266,28 @@ class Models:
         version = ModelVersion(record)
         return TrainResult(version, gates, run_id, new=record.run_id == run_id)
 
+    def _segments(self, name: str, trained: Trained, frame: pd.DataFrame) -> NewArtifact:
+        """Every row of the training data with its segment: the clustering's output."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from boite.core.datasets import new_dataset
+
+        rows = frame.assign(
+            segment=trained.algorithm.predict(
+                trained.fitted, trained.preprocessor.transform(frame), task="clustering"
+            ).astype("int64")
+        )
+        table = pa.Table.from_pandas(rows, preserve_index=False)
+        scratch = self.ws.store.new_scratch_file(".parquet")
+        pq.write_table(table, scratch, compression="zstd")
+        stored = self.ws.store.put_file(scratch, suffix=".parquet")
+        path = self.ws.store.local_path(stored.uri, stored.sha256)
+        schema = {f.name: str(f.type) for f in table.schema}
+        new = new_dataset(f"{name}_segments", stored, path, schema)
+        new.kind = "segments"
+        return new
+
     def _production_on(
         self, name: str, trained: Trained, frame: pd.DataFrame
     ) -> tuple[str, dict[str, float]] | None:
@@ -270,8 +295,8 @@ class Models:
         from boite.training.metrics import business_value, task_metrics
 
         current = self.registry.alias(name, "production")
-        if current is None:
-            return None
+        if current is None or trained.task == "clustering":
+            return None  # segments of two clusterings are not comparable by row
         predictor = self.predictor(current)
         rows = frame.iloc[trained.test_index]
         try:
@@ -283,8 +308,15 @@ class Models:
                 model=name,
                 hint="Its features changed; promote with --force and a reason if intended.",
             ) from None
-        metrics = task_metrics(trained.task, trained.test_y, scores)
         cfg = self.config(name)
+        if trained.task == "ranking":
+            from boite.training.metrics import ranking_metrics
+            from boite.training.trainer import _group_sizes
+
+            sizes = _group_sizes(rows, cfg.group)
+            metrics = ranking_metrics(trained.test_y, scores, sizes, k=cfg.k)
+        else:
+            metrics = task_metrics(trained.task, trained.test_y, scores)
         if cfg.business is not None and trained.task == "binary_classification":
             metrics["business_value"] = business_value(trained.test_y, scores, cfg.business)[
                 "best_value"

@@ -32,6 +32,8 @@ class FitData:
     num_class: int | None = None
     X_valid: np.ndarray | None = None
     y_valid: np.ndarray | None = None
+    groups: np.ndarray | None = None  # ranking: sizes of consecutive query groups
+    groups_valid: np.ndarray | None = None
 
 
 # Called every few boosting rounds with (round, validation score); may raise to prune.
@@ -60,6 +62,7 @@ _LGB_OBJECTIVES = {
     "binary_classification": ("binary", "auc"),
     "multiclass": ("multiclass", "multi_logloss"),
     "regression": ("regression", "l2"),
+    "ranking": ("lambdarank", "ndcg"),
 }
 
 
@@ -120,6 +123,8 @@ class LightGBMAlgorithm:
         }
         if task == "multiclass":
             settings["num_class"] = data.num_class
+        if task == "ranking":
+            settings["eval_at"] = [10]
         user = dict(params)
         rounds = int(
             user.pop("n_estimators", user.pop("num_iterations", user.pop("num_boost_round", 100)))
@@ -132,11 +137,14 @@ class LightGBMAlgorithm:
             feature_name=data.feature_names,
             categorical_feature=categorical or "auto",
             free_raw_data=False,
+            group=data.groups,
         )
         valid_sets = []
         callbacks = []
         if data.X_valid is not None and data.y_valid is not None:
-            valid_sets = [lgb.Dataset(data.X_valid, data.y_valid, reference=train)]
+            valid_sets = [
+                lgb.Dataset(data.X_valid, data.y_valid, reference=train, group=data.groups_valid)
+            ]
             if progress is not None:
 
                 def report(env: Any) -> None:
@@ -207,6 +215,8 @@ class SklearnAlgorithm:
         return estimator
 
     def predict(self, fitted: Any, X: np.ndarray, *, task: str) -> np.ndarray:
+        if task == "clustering":
+            return np.asarray(fitted.predict(X))
         if task == "binary_classification":
             return np.asarray(fitted.predict_proba(X))[:, 1]
         if task == "multiclass":
@@ -219,6 +229,7 @@ ALGORITHMS: Plugins[Algorithm] = Plugins(
     hint="Or use any scikit-learn estimator as sklearn:<dotted.path.Estimator>.",
 )
 ALGORITHMS.register("lightgbm", LightGBMAlgorithm)
+ALGORITHMS.register("kmeans", lambda: SklearnAlgorithm("sklearn.cluster.KMeans"))
 
 
 def get_algorithm(name: str, *, model: str) -> Algorithm:

@@ -28,11 +28,15 @@ DIRECTIONS = {
     "mae": "minimize",
     "r2": "maximize",
     "business_value": "maximize",
+    "ndcg": "maximize",
+    "silhouette": "maximize",
 }
 DEFAULT_METRIC = {
     "binary_classification": "roc_auc",
     "multiclass": "log_loss",
     "regression": "rmse",
+    "ranking": "ndcg",
+    "clustering": "silhouette",
 }
 
 
@@ -157,4 +161,38 @@ def slice_metrics(
             metrics = task_metrics(task, y[mask], scores[mask])
             rows.append({"slice": str(key), **metrics})
         out[column] = rows
+    return out
+
+
+def ranking_metrics(
+    y: np.ndarray, scores: np.ndarray, groups: np.ndarray, *, k: int
+) -> dict[str, float]:
+    """Mean NDCG@k over the groups (queries, users) with at least two rows."""
+    from sklearn.metrics import ndcg_score
+
+    values = []
+    start = 0
+    for size in groups:
+        stop = start + int(size)
+        if size > 1 and np.ptp(y[start:stop]) > 0:
+            values.append(ndcg_score([y[start:stop]], [scores[start:stop]], k=k))
+        start = stop
+    mean = float(np.mean(values)) if values else float("nan")
+    return {"ndcg": mean, f"ndcg_at_{k}": mean, "groups": float(len(groups)), "rows": float(len(y))}
+
+
+def clustering_metrics(X: np.ndarray, segments: np.ndarray, *, seed: int) -> dict[str, float]:
+    """Silhouette (on at most 10,000 rows) and the share of the largest segment."""
+    from sklearn.metrics import silhouette_score
+
+    labels, counts = np.unique(segments, return_counts=True)
+    out = {
+        "segments": float(len(labels)),
+        "largest_share": float(counts.max() / counts.sum()),
+        "rows": float(len(segments)),
+    }
+    if 1 < len(labels) < len(segments):
+        out["silhouette"] = float(
+            silhouette_score(X, segments, sample_size=min(10_000, len(segments)), random_state=seed)
+        )
     return out

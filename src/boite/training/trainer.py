@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from boite.core.config import ModelConfig, describe_space
+from boite.core.config import ModelConfig, SplitConfig, describe_space
 from boite.core.suggest import did_you_mean
 from boite.errors import TrainingError
 from boite.training.algorithms import Algorithm, FitData, get_algorithm
@@ -24,6 +24,8 @@ from boite.training.metrics import (
     DIRECTIONS,
     business_value,
     calibration,
+    clustering_metrics,
+    ranking_metrics,
     slice_metrics,
     task_metrics,
 )
@@ -32,6 +34,7 @@ from boite.training.split import split_frame
 
 CLASSIFICATION = ("binary_classification", "multiclass")
 _LGB_DIRECTION = {
+    "ranking": "maximize",
     "binary_classification": "maximize",
     "multiclass": "minimize",
     "regression": "minimize",
@@ -127,21 +130,23 @@ def train_model(
     cfg: ModelConfig,
     frame: pd.DataFrame,
     *,
-    label: str,
+    label: str | None,
     features: list[str],
     time_column: str | None,
     trials: int | None = None,
     on_trial: Callable[[Trial], None] | None = None,
 ) -> Trained:
     task = cfg.task
+    if task == "clustering":
+        return _train_clustering(name, cfg, frame, features=features)
     if task not in DEFAULT_METRIC:
         raise TrainingError(
             f"model '{name}': the task '{task}' is not trained by this version of boite yet",
             model=name,
             hint="Tasks trained today: " + ", ".join(DEFAULT_METRIC) + ".",
         )
-    if label not in frame:
-        guess = did_you_mean(label, frame.columns)
+    if label is None or label not in frame:
+        guess = did_you_mean(label or "", frame.columns)
         raise TrainingError(
             f"model '{name}': the label column '{label}' does not exist",
             model=name,
@@ -153,11 +158,28 @@ def train_model(
     if not features:
         raise TrainingError(f"model '{name}': its feature list resolves to no column", model=name)
     algorithm = get_algorithm(cfg.algorithm, model=name)
-    labelled = frame[frame[label].notna()].reset_index(drop=True)
+    keep = frame[label].notna().to_numpy()
+    positions = np.flatnonzero(keep)
+    labelled = frame[keep]
+    split_cfg = cfg.split
+    if task == "ranking":
+        assert cfg.group is not None
+        if cfg.group not in frame:
+            raise TrainingError(
+                f"model '{name}': the group column '{cfg.group}' does not exist", model=name
+            )
+        # LightGBM ranks contiguous groups; a query's rows must also stay on one side
+        order = np.argsort(labelled[cfg.group].astype("string").to_numpy(), kind="stable")
+        labelled, positions = labelled.iloc[order], positions[order]
+        if split_cfg.by == "random":
+            split_cfg = SplitConfig(
+                by="group", column=cfg.group, test_size=split_cfg.test_size, seed=split_cfg.seed
+            )
+    labelled = labelled.reset_index(drop=True)
     y_all, classes = encode_labels(task, labelled[label], model=name, column=label)
     train_mask, test_mask, split_info = split_frame(
         labelled,
-        cfg.split,
+        split_cfg,
         model=name,
         label=label,
         time_column=time_column,
@@ -178,6 +200,7 @@ def train_model(
     pre = Preprocessor.fit(train_frame, features, impute=not algorithm.handles_missing)
     X_train = pre.transform(train_frame)
     num_class = len(classes) if task == "multiclass" and classes else None
+    groups = _group_sizes(train_frame, cfg.group) if task == "ranking" else None
     params = dict(cfg.params)
     done: list[Trial] = []
     metric = None
@@ -202,7 +225,7 @@ def train_model(
         )
     started = time.perf_counter()
     fitted = algorithm.fit(
-        FitData(X_train, y_train, list(features), pre.categorical, num_class),
+        FitData(X_train, y_train, list(features), pre.categorical, num_class, groups=groups),
         task=task,
         params=params,
         model=name,
@@ -211,7 +234,10 @@ def train_model(
     test_frame = labelled[test_mask].reset_index(drop=True)
     scores = algorithm.predict(fitted, pre.transform(test_frame), task=task)
     y_test = y_all[test_mask]
-    metrics = task_metrics(task, y_test, scores)
+    if task == "ranking":
+        metrics = ranking_metrics(y_test, scores, _group_sizes(test_frame, cfg.group), k=cfg.k)
+    else:
+        metrics = task_metrics(task, y_test, scores)
     result = Trained(
         name=name,
         task=task,
@@ -224,7 +250,7 @@ def train_model(
         split=split_info,
         label=label,
         features=list(features),
-        test_index=np.flatnonzero(test_mask),
+        test_index=positions[test_mask],
         test_scores=scores,
         test_y=y_test,
         trials=done,
@@ -237,7 +263,7 @@ def train_model(
             result.business = business_value(y_test, scores, cfg.business)
             metrics["business_value"] = result.business["best_value"]
     slices = [c for c in cfg.slices if c in test_frame]
-    if slices:
+    if slices and task != "ranking":
         result.slices = slice_metrics(task, test_frame, y_test, scores, slices)
     return result
 
@@ -276,7 +302,16 @@ def _search(
     # test rows stay unseen until the final evaluation
     rng = np.random.default_rng(cfg.search.seed)
     valid = np.zeros(len(y), dtype=bool)
-    valid[rng.choice(len(y), size=max(1, len(y) // 5), replace=False)] = True
+    groups_train = groups_valid = None
+    if task == "ranking":
+        keys = train_frame[cfg.group].astype("string").to_numpy()
+        unique = np.unique(keys)
+        chosen = rng.choice(unique, size=max(1, len(unique) // 5), replace=False)
+        valid = np.isin(keys, chosen)
+        groups_train = _group_sizes(train_frame[~valid], cfg.group)
+        groups_valid = _group_sizes(train_frame[valid], cfg.group)
+    else:
+        valid[rng.choice(len(y), size=max(1, len(y) // 5), replace=False)] = True
     fit = FitData(
         X[~valid],
         y[~valid],
@@ -285,6 +320,8 @@ def _search(
         num_class,
         X_valid=X[valid],
         y_valid=y[valid],
+        groups=groups_train,
+        groups_valid=groups_valid,
     )
     prune = cfg.search.pruning and _LGB_DIRECTION.get(task) == direction
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -310,7 +347,10 @@ def _search(
                 fit, task=task, params=params, model=name, progress=progress if prune else None
             )
             scores = algorithm.predict(fitted, fit.X_valid, task=task)  # type: ignore[arg-type]
-            metrics = task_metrics(task, fit.y_valid, scores)  # type: ignore[arg-type]
+            if task == "ranking":
+                metrics = ranking_metrics(fit.y_valid, scores, groups_valid, k=cfg.k)  # type: ignore[arg-type]
+            else:
+                metrics = task_metrics(task, fit.y_valid, scores)  # type: ignore[arg-type]
             if metric == "business_value" and cfg.business is not None:
                 metrics["business_value"] = business_value(
                     fit.y_valid,
@@ -347,3 +387,65 @@ def _search(
     if not complete:
         raise TrainingError(f"model '{name}': no search trial completed", model=name)
     return dict(study.best_params)
+
+
+def _group_sizes(frame: pd.DataFrame, column: str | None) -> np.ndarray:
+    """Sizes of the runs of equal group values, in order (rows are sorted by group)."""
+    assert column is not None
+    keys = frame[column].astype("string").fillna("<missing>").to_numpy()
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.r_[True, keys[1:] != keys[:-1]]
+    edges = np.r_[np.flatnonzero(starts), len(keys)]
+    return np.diff(edges)
+
+
+def _train_clustering(
+    name: str, cfg: ModelConfig, frame: pd.DataFrame, *, features: list[str]
+) -> Trained:
+    """k-means (or any clusterer): every row gets a segment; silhouette on held-out rows."""
+    if not features:
+        raise TrainingError(f"model '{name}': its feature list resolves to no column", model=name)
+    algorithm = get_algorithm(cfg.algorithm, model=name)
+    if algorithm.name == "lightgbm":
+        raise TrainingError(
+            f"model '{name}': clustering needs a clusterer, not lightgbm",
+            model=name,
+            hint="Use algorithm: kmeans (or sklearn:sklearn.cluster.MiniBatchKMeans).",
+        )
+    rng = np.random.default_rng(cfg.split.seed)
+    test = np.zeros(len(frame), dtype=bool)
+    test[
+        rng.choice(len(frame), size=max(1, round(len(frame) * cfg.split.test_size)), replace=False)
+    ] = True
+    train_frame = frame[~test].reset_index(drop=True)
+    pre = Preprocessor.fit(train_frame, features, impute=True)
+    X_train = pre.transform(train_frame)
+    started = time.perf_counter()
+    fitted = algorithm.fit(
+        FitData(X_train, np.zeros(len(X_train)), list(features), pre.categorical),
+        task="clustering",
+        params=dict(cfg.params),
+        model=name,
+    )
+    fit_seconds = time.perf_counter() - started
+    X_test = pre.transform(frame[test].reset_index(drop=True))
+    segments = algorithm.predict(fitted, X_test, task="clustering")
+    metrics = clustering_metrics(X_test, segments, seed=cfg.split.seed)
+    return Trained(
+        name=name,
+        task="clustering",
+        algorithm=algorithm,
+        fitted=fitted,
+        preprocessor=pre,
+        classes=None,
+        params=dict(cfg.params),
+        metrics=metrics,
+        split={"by": "random", "train_rows": int((~test).sum()), "test_rows": int(test.sum())},
+        label="segment",
+        features=list(features),
+        test_index=np.flatnonzero(test),
+        test_scores=segments,
+        test_y=segments,
+        fit_seconds=fit_seconds,
+    )
