@@ -39,6 +39,44 @@ GATED_ALIASES = ("production", "challenger")
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """Model versions side by side (from ``Models.compare``), as a table or a figure."""
+
+    versions: list[ModelVersion]
+
+    def to_pandas(self) -> pd.DataFrame:
+        import pandas as pd
+
+        rows = {}
+        for v in self.versions:
+            row: dict[str, Any] = dict(v.metrics)
+            row.update({f"param:{k}": val for k, val in v.meta.get("params", {}).items()})
+            row["training_data"] = v.meta.get("training_data")
+            row["gates_passed"] = v.gates.get("passed")
+            rows[v.ref] = row
+        return pd.DataFrame(rows)
+
+    def plot(self, metrics: list[str] | None = None) -> Any:
+        """A plotly bar chart of the metrics the versions share (or of ``metrics``)."""
+        import plotly.graph_objects as go
+
+        shared = set.intersection(*(set(v.metrics) for v in self.versions)) - {"rows"}
+        names = metrics or sorted(k for k in shared if k != "business_value")
+        figure = go.Figure(
+            [
+                go.Bar(name=v.ref, x=names, y=[v.metrics.get(k) for k in names])
+                for v in self.versions
+            ]
+        )
+        figure.update_layout(
+            barmode="group",
+            title="Model versions compared on their test rows",
+            yaxis_title="value",
+        )
+        return figure
+
+
+@dataclass(frozen=True)
 class TrainResult:
     version: ModelVersion
     gates: GateReport
@@ -412,6 +450,35 @@ class Models:
         return Predictor.from_parts(
             model_file.flavor, model_file.task, model_file.model, model_file.preprocessing
         )
+
+    # --- experiments -------------------------------------------------------------------
+
+    def compare(self, refs: list[str]) -> Comparison:
+        return Comparison([self.registry.get(r) for r in refs])
+
+    def trials(self, name: str) -> pd.DataFrame:
+        """Every search trial of a model, newest first: parameters, value, state, time."""
+        import pandas as pd
+
+        self.config(name)
+        ledger = self.ws.ledger
+        rows = []
+        for run in ledger.runs(step=f"train:{name}"):
+            if run.kind != "trial":
+                continue
+            metrics = ledger.metrics(run.id)
+            rows.append(
+                {
+                    "run": run.id,
+                    "training_run": run.params.get("parent_run"),
+                    "trial": run.params.get("number"),
+                    "state": run.status,
+                    "value": metrics.get("value"),
+                    "seconds": run.wall_s,
+                    **{k: v for k, v in run.params.items() if k not in ("number", "parent_run")},
+                }
+            )
+        return pd.DataFrame(rows)
 
     # --- aliases -------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from boite.features.reader import OnlineFeatures
 from boite.features.views import FeatureView
 from boite.lineage.graph import LineageGraph, lineage_graph
 from boite.pipeline.featurestore import TRAINING_SET, FeatureStore, PushResult, history_hash
-from boite.pipeline.modeling import Models, TrainResult
+from boite.pipeline.modeling import Comparison, Models, TrainResult
 from boite.pipeline.plan import ParseCache, Plan, Step, build_plan
 from boite.pipeline.runner import ProgressHook, Runner, RunReport, Workspace
 from boite.pipeline.state import fingerprint, freshness
@@ -165,6 +165,14 @@ class Project:
     def model(self, ref: str) -> ModelVersion:
         """A model version: 'name@3', or 'name' for the newest."""
         return self.models.registry.get(ref)
+
+    def trials(self, model: str) -> pd.DataFrame:
+        """The search trials of a model as a DataFrame (parameters, value, state, time)."""
+        return self.models.trials(model)
+
+    def compare(self, *refs: str) -> Comparison:
+        """Versions side by side: ``.to_pandas()``, or ``.plot()`` for a figure."""
+        return self.models.compare(list(refs))
 
     def promote(self, ref: str, *, to: str, reason: str, force: bool = False) -> AliasEvent:
         """Point an alias (staging, production, challenger) at a version, if its gates allow."""
