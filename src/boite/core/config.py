@@ -406,6 +406,8 @@ class ModelConfig(_Strict):
     business: BusinessConfig | None = None
     slices: list[str] = []
     group: str | None = None
+    user: str | None = None
+    item: str | None = None
     k: int = Field(default=10, ge=1, le=1000)
     description: str | None = None
     owner: str | None = None
@@ -446,9 +448,14 @@ class ModelConfig(_Strict):
             raise ValueError(
                 f"a {self.task} model needs 'label: {{dataset: ...}}' (the rows it learns from)"
             )
-        if self.task != "clustering" and self.label.column is None:
+        if self.task not in ("clustering", "recommendation") and self.label.column is None:
             raise ValueError(
                 f"a {self.task} model needs 'label.column' (what it learns to predict)"
+            )
+        if self.task == "recommendation" and not (self.user and self.item):
+            raise ValueError(
+                "a recommendation model needs 'user' and 'item': the columns of its "
+                "interactions dataset that name who and what"
             )
         if self.task == "ranking" and not self.group:
             raise ValueError(

@@ -210,6 +210,9 @@ class Models:
         logged = False
         try:
             with meter:
+                if cfg.task == "recommendation":
+                    version, gates = self._train_recommender(name, cfg, run_id, meter)
+                    return TrainResult(version, gates, run_id, new=version.record.run_id == run_id)
                 frame, features, label, time_column, consumed, source = self.training_frame(
                     name, cfg
                 )
@@ -303,6 +306,89 @@ class Models:
             raise
         version = ModelVersion(record)
         return TrainResult(version, gates, run_id, new=record.run_id == run_id)
+
+    def _train_recommender(
+        self, name: str, cfg: ModelConfig, run_id: str, meter: Meter
+    ) -> tuple[ModelVersion, GateReport]:
+        """Matrix factorization (or popularity) on the interactions of one dataset."""
+        from boite.registry.modelfile import MODEL_FILE_SUFFIX, write_model
+        from boite.training.recommend import train_recommendation
+
+        assert cfg.label is not None
+        ledger, store = self.ws.ledger, self.ws.store
+        record = ledger.artifact(DATASET, cfg.label.dataset)
+        data = Dataset(record, store, ledger)
+        time_column = cfg.label.timestamp
+        state, metrics, split, fit_seconds = train_recommendation(
+            name, cfg, data.to_pandas(), weight=cfg.label.column, time_column=time_column
+        )
+        primary = f"precision_at_{cfg.k}"
+        current = self.registry.alias(name, "production")
+        production = None
+        if current is not None:
+            # scored on the same held-out interactions: its own stored metrics are
+            # from another split, so they would not be a fair comparison
+            production = (
+                (current.ref, dict(current.metrics)) if current.meta.get("split") == split else None
+            )
+        gates = judge(cfg, metrics, production=production, primary_metric=primary)
+        scratch = store.new_scratch_file(MODEL_FILE_SUFFIX)
+        signature = {
+            "inputs": [{"name": cfg.user, "type": "text"}],
+            "outputs": [{"name": "items", "type": "list[text]"}],
+        }
+        digest = write_model(
+            scratch,
+            flavor="arrays",
+            task=cfg.task,
+            model=state,
+            signature=signature,
+            preprocessing={"kind": "recommender", "user": cfg.user, "item": cfg.item, "k": cfg.k},
+            metadata={"name": name, "algorithm": cfg.algorithm},
+        )
+        stored = store.put_file(scratch, suffix=MODEL_FILE_SUFFIX, sha256=digest)
+        meta = _plain(
+            {
+                "task": cfg.task,
+                "algorithm": cfg.algorithm,
+                "params": cfg.params,
+                "features": [cfg.user, cfg.item],
+                "feature_refs": cfg.features,
+                "label": cfg.label.column,
+                "training_data": data.ref,
+                "split": split,
+                "metrics": metrics,
+                "gates": gates.to_dict(),
+                "fit_seconds": fit_seconds,
+                "signature": signature,
+                "description": cfg.description,
+                "intended_use": cfg.intended_use,
+                "owner": cfg.owner,
+                "production_baseline": None
+                if production is None
+                else {"version": production[0], "metrics": production[1]},
+            }
+        )
+        new = NewArtifact(
+            kind=MODEL,
+            name=name,
+            content_hash=stored.sha256,
+            uri=stored.uri,
+            format="boite-model",
+            bytes=stored.size,
+            meta=meta,
+        )
+        (model_record,) = ledger.finish_run(
+            run_id,
+            status=SUCCEEDED,
+            resources=Resources(
+                wall_s=meter.usage.wall_s, cpu_s=meter.usage.cpu_s, rows_in=data.rows
+            ),
+            consumed=[record.id],
+            produced=[new],
+            metrics={k: v for k, v in metrics.items() if np.isfinite(v)},
+        )
+        return ModelVersion(model_record), gates
 
     def _segments(self, name: str, trained: Trained, frame: pd.DataFrame) -> NewArtifact:
         """Every row of the training data with its segment: the clustering's output."""

@@ -385,9 +385,62 @@ class JSONFlavor(Flavor):
             raise ModelFileError(f"its JSON model cannot be read: {exc}", path=path) from exc
 
 
+class ArraysFlavor(Flavor):
+    """A model whose state is named NumPy arrays (factor matrices, id tables).
+
+    Each array is written in NumPy's .npy format inside a deterministic zip, and
+    read back with ``allow_pickle=False``: numbers and text only, never objects.
+    """
+
+    name = "arrays"
+    member = "arrays.zip"
+
+    def dump(self, model: Any, *, trusted: Sequence[str]) -> bytes:
+        import io
+
+        import numpy as np
+
+        if not isinstance(model, Mapping) or not model:
+            raise ModelFileError("an 'arrays' model is a non-empty mapping of name -> array")
+        members = {}
+        for key in sorted(model):
+            array = np.asarray(model[key])
+            if array.dtype.hasobject:
+                raise ModelFileError(
+                    f"array '{key}' holds Python objects; an 'arrays' model keeps numbers and "
+                    "text only (convert ids with .astype(str))"
+                )
+            buffer = io.BytesIO()
+            np.save(buffer, array, allow_pickle=False)
+            members[f"{key}.npy"] = buffer.getvalue()
+        return _zip_bytes(members)
+
+    def load(self, data: bytes, *, trusted: Sequence[str], path: str) -> Any:
+        import io
+        import zipfile
+
+        import numpy as np
+
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                return {
+                    name.removesuffix(".npy"): np.load(
+                        io.BytesIO(archive.read(name)), allow_pickle=False
+                    )
+                    for name in archive.namelist()
+                }
+        except (zipfile.BadZipFile, ValueError) as exc:
+            raise ModelFileError(f"its arrays cannot be read: {exc}", path=path) from exc
+
+    def versions(self) -> dict[str, str]:
+        import numpy as np
+
+        return {"numpy": np.__version__}
+
+
 FLAVORS: dict[str, Flavor] = {
     flavor.name: flavor
-    for flavor in (LightGBMFlavor(), SklearnFlavor(), TorchFlavor(), JSONFlavor())
+    for flavor in (LightGBMFlavor(), SklearnFlavor(), TorchFlavor(), JSONFlavor(), ArraysFlavor())
 }
 
 

@@ -20,9 +20,11 @@ class Predictor:
     classes: list[Any] | None
 
     @classmethod
-    def from_parts(
-        cls, flavor: str, task: str, model: Any, preprocessing: dict[str, Any]
-    ) -> Predictor:
+    def from_parts(cls, flavor: str, task: str, model: Any, preprocessing: dict[str, Any]) -> Any:
+        if preprocessing.get("kind") == "recommender":
+            from boite.training.recommend import Recommender
+
+            return Recommender(dict(model))
         return cls(
             flavor,
             task,
