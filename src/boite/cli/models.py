@@ -89,8 +89,12 @@ def _train(name: str, trials: int | None, project: Path) -> None:
     for gate in result.gates.results:
         mark = "[green]pass[/green]" if gate.passed else "[red]FAIL[/red]"
         console.print(f"  gate {mark} {escape(gate.gate)}: {escape(gate.message)}", markup=True)
-    verdict = "may be promoted" if result.gates.passed else "is refused by its gates"
-    console.print(f"{v.ref} {verdict} to production.", markup=False)
+    verdict = (
+        "may be promoted to production"
+        if result.gates.passed
+        else "failed its gates: it cannot be promoted to production without --force"
+    )
+    console.print(f"{v.ref} {verdict}.", markup=False)
 
 
 @models_app.command("list")

@@ -366,6 +366,7 @@ class FairnessConfig(_Strict):
     max_equalized_odds_difference: float | None = Field(default=None, ge=0, le=1)
     min_demographic_parity_ratio: float | None = Field(default=None, ge=0, le=1)
     min_group_size: int = Field(default=30, ge=1)
+    intersections: bool = True
 
     @property
     def limits(self) -> dict[str, float]:

@@ -266,6 +266,7 @@ class Models:
                         test_rows,
                         attributes=cfg.fairness.sensitive,
                         min_group_size=cfg.fairness.min_group_size,
+                        intersections=cfg.fairness.intersections,
                     )
                     fairness = report.to_dict()
                     limits = check_limits(report, cfg.fairness.limits)
@@ -344,7 +345,16 @@ class Models:
             model=state,
             signature=signature,
             preprocessing={"kind": "recommender", "user": cfg.user, "item": cfg.item, "k": cfg.k},
-            metadata={"name": name, "algorithm": cfg.algorithm},
+            # the spec and the verdict belong to the version: retraining to the same
+            # weights under new gates (or a new production) is a new version
+            metadata={
+                "name": name,
+                "algorithm": cfg.algorithm,
+                "spec_sha256": hashlib.sha256(
+                    json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()
+                ).hexdigest(),
+                "gates": gates.to_dict(),
+            },
         )
         stored = store.put_file(scratch, suffix=MODEL_FILE_SUFFIX, sha256=digest)
         meta = _plain(
@@ -474,7 +484,16 @@ class Models:
             model=trained.fitted,
             signature=signature,
             preprocessing={"features": pre.to_dict(), "classes": _plain(trained.classes)},
-            metadata={"name": name, "algorithm": cfg.algorithm},
+            # the spec and the verdict belong to the version: retraining to the same
+            # weights under new gates (or a new production) is a new version
+            metadata={
+                "name": name,
+                "algorithm": cfg.algorithm,
+                "spec_sha256": hashlib.sha256(
+                    json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()
+                ).hexdigest(),
+                "gates": gates.to_dict(),
+            },
         )
         stored = store.put_file(scratch, suffix=MODEL_FILE_SUFFIX, sha256=digest)
         meta = _plain(

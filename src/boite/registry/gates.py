@@ -105,6 +105,8 @@ def judge(
                 )
     for limit in fairness or []:
         report.results.append(
-            GateResult(f"fairness {limit.metric}", bool(limit.passed), limit.message)
+            GateResult(
+                f"fairness {limit.metric} by {limit.attribute}", bool(limit.passed), limit.message
+            )
         )
     return report

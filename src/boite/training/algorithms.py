@@ -232,6 +232,15 @@ ALGORITHMS.register("lightgbm", LightGBMAlgorithm)
 ALGORITHMS.register("kmeans", lambda: SklearnAlgorithm("sklearn.cluster.KMeans"))
 
 
+def _torch_mlp() -> Algorithm:
+    from boite.training.deep import TorchMLP
+
+    return TorchMLP()
+
+
+ALGORITHMS.register("torch_mlp", _torch_mlp)
+
+
 def get_algorithm(name: str, *, model: str) -> Algorithm:
     if name.startswith(SKLEARN_PREFIX):
         return SklearnAlgorithm(name[len(SKLEARN_PREFIX) :])

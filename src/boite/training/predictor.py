@@ -36,6 +36,10 @@ class Predictor:
     def scores(self, frame: pd.DataFrame) -> np.ndarray:
         """Positive-class probability (binary), class probabilities (multiclass) or values."""
         X = self.preprocessor.transform(frame)
+        if self.flavor == "torch":
+            from boite.training.deep import predict_state
+
+            return predict_state(self.model, X, task=self.task)
         if self.flavor == "lightgbm":
             return np.asarray(self.model.predict(X))
         if self.task == "binary_classification":
