@@ -14,7 +14,7 @@ import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -394,7 +394,7 @@ class Ledger:
                     "code_fingerprint": None,
                     "fingerprint": None,
                     "started_at": e.started_at,
-                    "ended_at": e.started_at,
+                    "ended_at": e.started_at + timedelta(seconds=e.wall_s),
                     "wall_s": e.wall_s,
                     "cpu_s": None,
                     "peak_rss_bytes": None,

@@ -13,14 +13,15 @@ import getpass
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from boite.core.artifacts import StoredFile
 from boite.core.config import ModelConfig
 from boite.core.datasets import DATASET, Dataset
-from boite.core.ledger import FAILED, SUCCEEDED, NewArtifact, Resources, RunEntry
+from boite.core.ledger import FAILED, SUCCEEDED, NewArtifact, Resources, RunEntry, utcnow
 from boite.core.metering import Meter
 from boite.core.suggest import did_you_mean
 from boite.errors import BoiteError, NotFoundError, RegistryError, TrainingError
@@ -94,6 +95,18 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
+
+
+def _best(trained: Trained, cfg: ModelConfig) -> float | None:
+    """The best trial value, in the direction the search optimised."""
+    from boite.training.metrics import DIRECTIONS
+
+    values = [t.value for t in trained.trials if t.value is not None]
+    if not values:
+        return None
+    metric = trained.search_metric or ""
+    direction = (cfg.search.direction if cfg.search else None) or DIRECTIONS.get(metric, "maximize")
+    return min(values) if direction == "minimize" else max(values)
 
 
 def _actor() -> str:
@@ -216,9 +229,10 @@ class Models:
                 frame, features, label, time_column, consumed, source = self.training_frame(
                     name, cfg
                 )
-                started = datetime.now().astimezone()
 
                 def on_trial(trial: Any) -> None:
+                    # called as each trial ends: it began its own duration ago
+                    started = utcnow() - timedelta(seconds=trial.seconds)
                     metrics = {} if trial.value is None else {"value": trial.value}
                     trial_log.append(
                         RunEntry(
@@ -312,7 +326,6 @@ class Models:
         self, name: str, cfg: ModelConfig, run_id: str, meter: Meter
     ) -> tuple[ModelVersion, GateReport]:
         """Matrix factorization (or popularity) on the interactions of one dataset."""
-        from boite.registry.modelfile import MODEL_FILE_SUFFIX, write_model
         from boite.training.recommend import train_recommendation
 
         assert cfg.label is not None
@@ -333,30 +346,19 @@ class Models:
                 (current.ref, dict(current.metrics)) if current.meta.get("split") == split else None
             )
         gates = judge(cfg, metrics, production=production, primary_metric=primary)
-        scratch = store.new_scratch_file(MODEL_FILE_SUFFIX)
         signature = {
             "inputs": [{"name": cfg.user, "type": "text"}],
             "outputs": [{"name": "items", "type": "list[text]"}],
         }
-        digest = write_model(
-            scratch,
+        stored = self._store_model(
+            name,
+            cfg,
+            gates,
             flavor="arrays",
-            task=cfg.task,
             model=state,
             signature=signature,
             preprocessing={"kind": "recommender", "user": cfg.user, "item": cfg.item, "k": cfg.k},
-            # the spec and the verdict belong to the version: retraining to the same
-            # weights under new gates (or a new production) is a new version
-            metadata={
-                "name": name,
-                "algorithm": cfg.algorithm,
-                "spec_sha256": hashlib.sha256(
-                    json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()
-                ).hexdigest(),
-                "gates": gates.to_dict(),
-            },
         )
-        stored = store.put_file(scratch, suffix=MODEL_FILE_SUFFIX, sha256=digest)
         meta = _plain(
             {
                 "task": cfg.task,
@@ -399,6 +401,42 @@ class Models:
             metrics={k: v for k, v in metrics.items() if np.isfinite(v)},
         )
         return ModelVersion(model_record), gates
+
+    def _store_model(
+        self,
+        name: str,
+        cfg: ModelConfig,
+        gates: GateReport,
+        *,
+        flavor: str,
+        model: Any,
+        signature: dict[str, Any],
+        preprocessing: dict[str, Any],
+    ) -> StoredFile:
+        """Write the model file and move it into the artifact store under its hash."""
+        from boite.registry.modelfile import MODEL_FILE_SUFFIX, write_model
+
+        store = self.ws.store
+        scratch = store.new_scratch_file(MODEL_FILE_SUFFIX)
+        digest = write_model(
+            scratch,
+            flavor=flavor,
+            task=cfg.task,
+            model=model,
+            signature=signature,
+            preprocessing=preprocessing,
+            # the spec and the verdict belong to the version: retraining to the same
+            # weights under new gates (or a new production) is a new version
+            metadata={
+                "name": name,
+                "algorithm": cfg.algorithm,
+                "spec_sha256": hashlib.sha256(
+                    json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()
+                ).hexdigest(),
+                "verdict": [[r.gate, r.passed] for r in gates.results],
+            },
+        )
+        return store.put_file(scratch, suffix=MODEL_FILE_SUFFIX, sha256=digest)
 
     def _segments(self, name: str, trained: Trained, frame: pd.DataFrame) -> NewArtifact:
         """Every row of the training data with its segment: the clustering's output."""
@@ -468,34 +506,21 @@ class Models:
         production: tuple[str, dict[str, float]] | None,
         fairness: dict[str, Any] | None,
     ) -> NewArtifact:
-        from boite.registry.modelfile import MODEL_FILE_SUFFIX, write_model
 
-        store = self.ws.store
-        scratch = store.new_scratch_file(MODEL_FILE_SUFFIX)
         pre = trained.preprocessor
         signature = {
             "inputs": [{"name": f, "type": pre.kinds[f]} for f in features],
             "outputs": [{"name": "score", "type": "float"}],
         }
-        digest = write_model(
-            scratch,
+        stored = self._store_model(
+            name,
+            cfg,
+            gates,
             flavor=trained.algorithm.flavor,
-            task=cfg.task,
             model=trained.fitted,
             signature=signature,
             preprocessing={"features": pre.to_dict(), "classes": _plain(trained.classes)},
-            # the spec and the verdict belong to the version: retraining to the same
-            # weights under new gates (or a new production) is a new version
-            metadata={
-                "name": name,
-                "algorithm": cfg.algorithm,
-                "spec_sha256": hashlib.sha256(
-                    json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()
-                ).hexdigest(),
-                "gates": gates.to_dict(),
-            },
         )
-        stored = store.put_file(scratch, suffix=MODEL_FILE_SUFFIX, sha256=digest)
         meta = _plain(
             {
                 "task": cfg.task,
@@ -522,9 +547,7 @@ class Models:
                     "metric": trained.search_metric,
                     "trials": len(trained.trials),
                     "complete": sum(t.state == "complete" for t in trained.trials),
-                    "best": max(
-                        (t.value for t in trained.trials if t.value is not None), default=None
-                    ),
+                    "best": _best(trained, cfg),
                 },
                 "fit_seconds": trained.fit_seconds,
                 "signature": signature,
@@ -625,8 +648,17 @@ class Models:
         events = self.registry.history(name, alias=alias)
         if not events:
             raise RegistryError(f"'{name}' has never had a {alias} version; nothing to roll back")
+        # the alias's path forward, with each rolled-back version taken off it, so that
+        # rolling back twice goes two steps back rather than forth again
+        path: list[int] = []
+        for event in events:
+            if event.details and event.details.get("rollback_from") is not None:
+                if path:
+                    path.pop()
+            elif event.version is not None:
+                path.append(event.version)
         current = events[-1].version
-        earlier = [e.version for e in events[:-1] if e.version is not None and e.version != current]
+        earlier = [v for v in path[:-1] if v != current]
         if not earlier:
             raise RegistryError(
                 f"{name}@{current} is the only version {name} has had in {alias}; there is "

@@ -10,13 +10,11 @@ from __future__ import annotations
 import graphlib
 import hashlib
 import json
-import os
 import re
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from boite.core.config import (
     NAME_RULE,
@@ -25,6 +23,7 @@ from boite.core.config import (
     SourceConfig,
     TransformConfig,
 )
+from boite.core.jsoncache import JsonCache
 from boite.core.suggest import did_you_mean
 from boite.errors import ConfigError, CycleError, MissingTableError, NotFoundError, TransformError
 from boite.transforms.parsed import ParsedSQL
@@ -139,7 +138,7 @@ def discover_transform_files(root: Path) -> dict[str, Path]:
     return found
 
 
-class ParseCache:
+class ParseCache(JsonCache):
     """The tables each SQL text reads, keyed by the text's hash.
 
     Parsing hundreds of transforms with sqlglot (and DuckDB's parser) costs more
@@ -147,23 +146,9 @@ class ParseCache:
     text does. Only what planning needs is kept; a run re-parses what it executes.
     """
 
-    VERSION = 1
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.entries: dict[str, Any] = {}
-        self.dirty = False
-        if path is not None and path.exists():
-            try:
-                data = json.loads(path.read_text())
-                if data.get("version") == self.VERSION:
-                    self.entries = data["entries"]
-            except (OSError, ValueError, KeyError):
-                self.entries = {}  # a damaged cache is only a slower plan
-
     def parse(self, text: str, *, file: str) -> ParsedSQL:
         key = hashlib.sha256(f"{file}\0{text}".encode()).hexdigest()
-        hit = self.entries.get(key)
+        hit = self.get(key)
         if hit is not None:
             return ParsedSQL(
                 sql=text, tables=tuple(hit["tables"]), table_lines=dict(hit["lines"]), file=file
@@ -171,18 +156,8 @@ class ParseCache:
         from boite.transforms.sql import parse_sql
 
         parsed = parse_sql(text, file=file)
-        self.entries[key] = {"tables": list(parsed.tables), "lines": parsed.table_lines}
-        self.dirty = True
+        self.put(key, {"tables": list(parsed.tables), "lines": parsed.table_lines})
         return parsed
-
-    def save(self, keep: set[str] | None = None) -> None:
-        if self.path is None or not self.dirty:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}")
-        tmp.write_text(json.dumps({"version": self.VERSION, "entries": self.entries}))
-        os.replace(tmp, self.path)
-        self.dirty = False
 
 
 def build_plan(

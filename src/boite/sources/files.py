@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import json
 import os
-import threading
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from boite.core.config import SourceConfig
+from boite.core.jsoncache import JsonCache
 from boite.core.suggest import did_you_mean
 from boite.errors import SourceError
 
@@ -38,45 +36,17 @@ class InputFile:
 # --- files -------------------------------------------------------------------
 
 
-class HashCache:
+class HashCache(JsonCache):
     """sha256 of files, remembered by (path, size, mtime_ns) in a JSON file."""
 
-    VERSION = 1
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.entries: dict[str, list[object]] = {}
-        self.dirty = False
-        self._lock = threading.Lock()
-        if path is not None and path.exists():
-            try:
-                data = json.loads(path.read_text())
-                if data.get("version") == self.VERSION:
-                    self.entries = data["entries"]
-            except (OSError, ValueError, KeyError):
-                self.entries = {}  # a damaged cache costs one re-hash, nothing else
-
-    def get(self, path: Path, stat: os.stat_result) -> str | None:
-        with self._lock:
-            entry = self.entries.get(str(path))
+    def lookup(self, path: Path, stat: os.stat_result) -> str | None:
+        entry = self.get(str(path))
         if entry and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
             return str(entry[2])
         return None
 
-    def put(self, path: Path, stat: os.stat_result, digest: str) -> None:
-        with self._lock:
-            self.entries[str(path)] = [stat.st_size, stat.st_mtime_ns, digest]
-            self.dirty = True
-
-    def save(self) -> None:
-        with self._lock:
-            if self.path is None or not self.dirty:
-                return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}")
-            tmp.write_text(json.dumps({"version": self.VERSION, "entries": self.entries}))
-            os.replace(tmp, self.path)
-            self.dirty = False
+    def remember(self, path: Path, stat: os.stat_result, digest: str) -> None:
+        self.put(str(path), [stat.st_size, stat.st_mtime_ns, digest])
 
 
 def resolve_files(
@@ -188,12 +158,12 @@ def _input_file(name: str, path: Path, root: Path, cache: HashCache | None = Non
             stat = path.stat()
         except OSError:
             stat = None
-        known = None if stat is None else cache.get(path, stat)
+        known = None if stat is None else cache.lookup(path, stat)
         if stat is not None and known is not None:
             return InputFile(path, _display_path(path, root), stat.st_size, known)
         found = _input_file(name, path, root)
         if stat is not None and path.stat().st_mtime_ns == stat.st_mtime_ns:
-            cache.put(path, stat, found.sha256)
+            cache.remember(path, stat, found.sha256)
         return found
     digest = hashlib.sha256()
     try:
