@@ -67,9 +67,9 @@ class Preprocessor:
             series = frame[column]
             kind = self.kinds[column]
             if kind == "category":
-                codes = pd.Categorical(
-                    series.astype("string"), categories=self.categories[column]
-                ).codes.astype(np.float64)
+                # a category unseen in training reads as missing
+                index = pd.Index(self.categories[column])
+                codes = index.get_indexer(series.astype("string")).astype(np.float64)
                 codes[codes < 0] = np.nan
                 out[:, i] = codes
             elif kind == "time":
