@@ -41,6 +41,9 @@ HEADLINE = (
     "ndcg",
     "silhouette",
     "business_value",
+    "precision_at_10",
+    "ndcg_at_10",
+    "precision_lift_over_popularity",
 )
 
 
@@ -329,6 +332,7 @@ def _history(name: str, at: str | None, project: Path) -> None:
     for alias in ("production", "staging", "challenger"):
         number = registry.alias_at(name, alias, moment)
         if number is None:
+            console.print(f"{alias} at {at}: no version", markup=False)
             continue
         version = registry.get(f"{name}@{number}")
         run = proj.ledger.run(version.record.run_id) if version.record.run_id else None

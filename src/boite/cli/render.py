@@ -182,7 +182,7 @@ def print_dataset(project: Project, name: str, console: Console) -> None:
             f"  time      {context['time_column']}: {context['data_from']} .. {context['data_to']}",
             markup=False,
         )
-    versions = project.ledger.versions("dataset", ds.name)
+    versions = project.ledger.versions(ds.record.kind, ds.name)
     console.print(f"  versions  {', '.join(f'v{v.version}' for v in versions)}", markup=False)
     run = ds.run
     if run is not None:

@@ -458,6 +458,12 @@ class ModelConfig(_Strict):
                 "a recommendation model needs 'user' and 'item': the columns of its "
                 "interactions dataset that name who and what"
             )
+        for section in ("fairness", "business"):
+            if getattr(self, section) is not None and self.task != "binary_classification":
+                raise ValueError(
+                    f"'{section}' judges yes/no decisions: it applies to binary_classification "
+                    f"models, not to {self.task}"
+                )
         if self.task == "ranking" and not self.group:
             raise ValueError(
                 "a ranking model needs 'group': the column whose rows are ranked together "

@@ -13,4 +13,8 @@ def did_you_mean(name: str, known: Iterable[str]) -> str | None:
     if matches:
         return matches[0]
     lowered = {c.lower(): c for c in candidates}
-    return lowered.get(name.lower())
+    if name.lower() in lowered:
+        return lowered[name.lower()]
+    # an abbreviation ('prod' for 'production') is a typo of its own kind
+    starts = [c for c in candidates if len(name) >= 3 and c.lower().startswith(name.lower())]
+    return starts[0] if len(starts) == 1 else None

@@ -389,11 +389,13 @@ class FeatureStore:
         run_id = ledger.start_run(f"push:{view_name}", PUSH, params={"rows": table.num_rows})
         try:
             con.register("__pushed", table)
-            columns = [c for c in view.columns if c in given or c in needed]
+            columns = list(view.columns)
             casts = []
             for column in columns:
                 kind = view.types[column]
-                casts.append(f'CAST("{column}" AS {kind}) AS "{column}"')
+                # an optional created time left out is NULL: the row counts as oldest
+                value = f'"{column}"' if column in given else "NULL"
+                casts.append(f'CAST({value} AS {kind}) AS "{column}"')
             _check_push_times(con, view, table)
             nulls = con.execute(
                 "SELECT count(*) FROM __pushed WHERE "

@@ -192,6 +192,16 @@ class Models:
                 )
             else:
                 columns.append(item)
+        for column in cfg.exclude:
+            if column not in labels.schema and column not in added:
+                guess = did_you_mean(column, [*labels.schema, *added])
+                raise TrainingError(
+                    f"model '{name}': 'exclude' names '{column}', which is not a column "
+                    "of its data",
+                    model=name,
+                    hint=(f"Did you mean '{guess}'? " if guess else "")
+                    + "A misspelt exclusion would silently keep the column.",
+                )
         features = [c for c in dict.fromkeys([*added, *columns]) if c not in excluded]
         if not features:
             raise TrainingError(
@@ -576,7 +586,11 @@ class Models:
         path = self.ws.store.local_path(record.uri, record.content_hash, what=f"model {record.ref}")
         model_file = read_model(path, expected_sha256=record.content_hash)
         return Predictor.from_parts(
-            model_file.flavor, model_file.task, model_file.model, model_file.preprocessing
+            model_file.flavor,
+            model_file.task,
+            model_file.model,
+            model_file.preprocessing,
+            model_file.signature,
         )
 
     # --- experiments -------------------------------------------------------------------

@@ -22,14 +22,15 @@ from boite.core.datasets import DATASET, Dataset
 from boite.core.engine import DuckDBEngine
 from boite.core.ledger import FAILED, INTERRUPTED, SUCCEEDED, Ledger, RunRecord
 from boite.core.lock import ProjectLock
-from boite.errors import ProjectError, UserError
+from boite.core.suggest import did_you_mean
+from boite.errors import FeatureError, NotFoundError, ProjectError, UserError
 from boite.features.materialize import Materialized
 from boite.features.reader import OnlineFeatures
 from boite.features.views import FeatureView
 from boite.lineage.graph import LineageGraph, lineage_graph
 from boite.pipeline.featurestore import TRAINING_SET, FeatureStore, PushResult, history_hash
 from boite.pipeline.modeling import Comparison, Models, TrainResult
-from boite.pipeline.plan import ParseCache, Plan, Step, build_plan
+from boite.pipeline.plan import MATERIALIZE, ParseCache, Plan, Step, build_plan
 from boite.pipeline.runner import ProgressHook, Runner, RunReport, Workspace
 from boite.pipeline.state import fingerprint, freshness
 from boite.registry.registry import AliasEvent, ModelVersion
@@ -222,8 +223,41 @@ class Project:
         """Bring the online store up to date now (``full`` rebuilds from all history)."""
         online = [n for n, c in self.config.feature_views.items() if c.online]
         names = list(views) if views else online
+        for name in names:
+            if name not in self.config.feature_views:
+                known = list(self.config.feature_views)
+                raise NotFoundError(
+                    "feature view", name, suggestion=did_you_mean(name, known), known=known
+                )
+            if name not in online:
+                raise FeatureError(
+                    f"feature view '{name}' is offline only (online: false): there is nothing "
+                    "to materialize",
+                    view=name,
+                    hint="Set 'online: true' on it to serve its features online.",
+                )
+        plan = self.plan()
+        out = []
         with ProjectLock(self.state_dir / "run.lock", wait=True):
-            return [self.features.materialize_on_record(n, full=full)[0] for n in names]
+            for name in names:
+                # recorded as the pipeline's own step, so `boite run` sees it done
+                step = plan.steps[MATERIALIZE + name]
+                records = self.features.history_records(
+                    name, self.config.feature_views[name].source
+                )
+                fp, parts = fingerprint(
+                    step, {r.kind + ":" + r.ref: r.content_hash for r in records}
+                )
+                result, _ = self.features.materialize_on_record(
+                    name,
+                    full=full,
+                    step=step.name,
+                    fingerprint=fp,
+                    params={"fingerprint_parts": parts},
+                    code_fingerprint=step.code_fingerprint,
+                )
+                out.append(result)
+        return out
 
     def status(self) -> list[StepStatus]:
         """What is up to date, stale or failed, and why, without running anything."""

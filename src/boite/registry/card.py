@@ -7,6 +7,7 @@ value, gates, lineage, resources), as Markdown and as a self-contained HTML page
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 from boite.core.ledger import Ledger
@@ -221,9 +222,13 @@ def _lines_html(lines: list[str]) -> str:
 
     for line in lines:
         if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split(" | ")]
-            if not all(set(c) <= {"-"} for c in cells):
-                table.append(cells)
+            if set(line.strip()) <= {"|", "-"}:
+                continue  # the Markdown header separator
+            cells = [
+                c.strip().replace("\\|", "|")
+                for c in re.split(r"(?<!\\) \| ", line.strip().strip("|").strip())
+            ]
+            table.append(cells)
             continue
         flush()
         if line.startswith("- "):

@@ -20,11 +20,23 @@ class Predictor:
     classes: list[Any] | None
 
     @classmethod
-    def from_parts(cls, flavor: str, task: str, model: Any, preprocessing: dict[str, Any]) -> Any:
+    def from_parts(
+        cls,
+        flavor: str,
+        task: str,
+        model: Any,
+        preprocessing: dict[str, Any],
+        signature: dict[str, Any] | None = None,
+    ) -> Any:
         if preprocessing.get("kind") == "recommender":
             from boite.training.recommend import Recommender
 
             return Recommender(dict(model))
+        if "features" not in preprocessing:
+            # format 0 kept no recipe: its inputs were plain numbers, named in the signature
+            names = [i["name"] for i in (signature or {}).get("inputs", [])]
+            recipe = Preprocessor(tuple(names), {}, dict.fromkeys(names, "number"), None)
+            return cls(flavor, task, model, recipe, None)
         return cls(
             flavor,
             task,

@@ -187,6 +187,14 @@ def train_model(
     )
     split_info["unlabelled_rows_dropped"] = int(len(frame) - len(labelled))
     if task in CLASSIFICATION and classes is not None:
+        unseen = [classes[c] for c in range(len(classes)) if not (y_all[train_mask] == c).any()]
+        if unseen:
+            raise TrainingError(
+                f"model '{name}': the class(es) {', '.join(map(repr, unseen))} have no example "
+                "in the training split, so the model could never predict them",
+                model=name,
+                hint="Move split.test_from later, lower split.test_size, or drop those rows.",
+            )
         absent = [classes[c] for c in range(len(classes)) if not (y_all[test_mask] == c).any()]
         if absent:
             raise TrainingError(
@@ -262,7 +270,18 @@ def train_model(
         if cfg.business is not None:
             result.business = business_value(y_test, scores, cfg.business)
             metrics["business_value"] = result.business["best_value"]
-    slices = [c for c in cfg.slices if c in test_frame]
+    for column in cfg.slices:
+        if column not in test_frame:
+            guess = did_you_mean(column, test_frame.columns)
+            raise TrainingError(
+                f"model '{name}': the slice column '{column}' is not in its data",
+                model=name,
+                hint=(f"Did you mean '{guess}'? " if guess else "")
+                + "Columns: "
+                + ", ".join(map(str, test_frame.columns))
+                + ".",
+            )
+    slices = list(cfg.slices)
     if slices and task != "ranking":
         result.slices = slice_metrics(task, test_frame, y_test, scores, slices)
     return result
