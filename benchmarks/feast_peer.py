@@ -153,6 +153,7 @@ def materialize(args: argparse.Namespace) -> None:
     db = repo / "online_store.db"
     for leftover in (db, Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{db}-journal")):
         leftover.unlink(missing_ok=True)
+    (repo / "materialized").unlink(missing_ok=True)
     shutil.copyfile(repo / "online_store.empty", db)  # the empty tables apply made
     empty_bytes = db.stat().st_size
     rss_imports = current_rss()
@@ -172,6 +173,7 @@ def materialize(args: argparse.Namespace) -> None:
     cells = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
     keys = conn.execute(f'SELECT count(DISTINCT entity_key) FROM "{table}"').fetchone()[0]
     conn.close()
+    (repo / "materialized").write_text(args.end)  # the online store holds the whole history
     emit(
         {
             "seconds": seconds,

@@ -277,6 +277,18 @@ def make_project(data: Path, ttl_days: int, labels: list[int]) -> Path:
     return root
 
 
+def git_state() -> str:
+    """The commit boite's source is at, and whether src/ differs from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE.parent,
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=HERE.parent,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" (src/ modified)" if dirty else "")
+
+
 def purge_training_sets(root: Path) -> int:
     """Remove every file of the artifact store but the current sources' snapshots.
 
@@ -475,24 +487,48 @@ def child(spec: dict[str, Any]) -> None:
         result: dict[str, Any] = {}
         found = {}
         clock = time.perf_counter_ns
+        # The floor, measured in the same process, block by block in turn with boite: a bare
+        # sqlite3 query of the same columns from the same table (boite's store file).
+        import sqlite3
+
+        conn = sqlite3.connect(Path(spec["root"]) / ".boite" / "online.db")
+        cols = ", ".join(
+            ['"entity_id"', "__event_us"] + [f'"f{i}"' for i in range(spec["n_features"])]
+        )
+        floor: dict[str, Any] = {}
         for label, width, calls in (("1", 1, spec["calls_1"]), ("100", 100, spec["calls_100"])):
             batches = [
                 [{"entity_id": keys[(i * width + j) % len(keys)]} for j in range(width)]
                 for i in range(calls)
             ]
-            for b in batches[: max(1, calls // 20)]:  # warm-up
+            raw = [tuple(e["entity_id"] for e in b) for b in batches]
+            where = '"entity_id" = ?' if width == 1 else (
+                '"entity_id" IN (' + ", ".join("?" * width) + ")"
+            )
+            sql = f'SELECT {cols} FROM "fv_{VIEW}" WHERE {where}'
+            for b, r in zip(batches[: max(1, calls // 20)], raw, strict=False):  # warm-up
                 reader.get(b)
-            ns = []
+                conn.execute(sql, r).fetchall()
+            ns, floor_ns = [], []
             present = 0
-            for b in batches:
-                t0 = clock()
-                answer = reader.get(b)
-                ns.append(clock() - t0)
-                present += len(b) - len(answer.missing[VIEW])
+            blocks = 4
+            size = -(-calls // blocks)
+            for start_i in range(0, calls, size):
+                for b in batches[start_i : start_i + size]:
+                    t0 = clock()
+                    answer = reader.get(b)
+                    ns.append(clock() - t0)
+                    present += len(b) - len(answer.missing[VIEW])
+                for r in raw[start_i : start_i + size]:
+                    t0 = clock()
+                    conn.execute(sql, r).fetchall()
+                    floor_ns.append(clock() - t0)
             result[label] = percentiles(ns)
+            floor[label] = percentiles(floor_ns)
             found[label] = present / (calls * width)
+        conn.close()
         project.close()
-        out = {"online": result, "present": found, "peak_rss": peak_rss()}
+        out = {"online": result, "floor": floor, "present": found, "peak_rss": peak_rss()}
     elif kind == "online-sqlite":
         import random
         import sqlite3
@@ -836,7 +872,7 @@ def bench_online(args: argparse.Namespace, root: Path, repos: dict[str, Path],
     feast_repo = repos.get("duckdb")
     if not db.exists():
         boite_child({"kind": "materialize-boite", "root": str(root)})
-    if feast_repo and not (feast_repo / "online_store.db").exists():
+    if feast_repo and not (feast_repo / "materialized").exists():
         feast_child(args.feast_python, [
             "materialize", "--repo", str(feast_repo), "--start", "2024-12-01T00:00:00",
             "--end", "2026-01-01T00:00:00", "--n-features", str(args.n_features)])
@@ -897,6 +933,18 @@ def bench_online(args: argparse.Namespace, root: Path, repos: dict[str, Path],
     print(table(rows, ["implementation", "runs", "1: p50 µs", "1: p99 µs", "÷ boite",
                        "100: p50 µs", "100: p99 µs", "÷ boite", "calls 1/100"]))
     print(load_note(runs))
+    paired = {
+        w: median([r["online"][w]["p50_us"] / r["floor"][w]["p50_us"]
+                   for r in runs["boite reader.get"]])
+        for w in ("1", "100")
+    }
+    floor_p50 = {w: median([r["floor"][w]["p50_us"] for r in runs["boite reader.get"]])
+                 for w in ("1", "100")}
+    print(f"(in boite's own processes, blocks alternating with a bare sqlite3 query of the same "
+          f"rows: floor p50 {floor_p50['1']:.1f} µs and {floor_p50['100']:.1f} µs; boite ÷ floor, "
+          f"median of the processes: {paired['1']:.2f}× for 1 entity, {paired['100']:.2f}× for "
+          "100)")
+    results["online_paired"] = {"floor_p50_us": floor_p50, "boite_over_floor": paired}
     present = median([r["present"]["100"] for r in runs["boite reader.get"]])
     print(f"(boite: {present:.1%} of the entities read had a value within the TTL "
           f"at the project's clock {NOW}; the others come back as missing)")
@@ -1016,6 +1064,7 @@ def main() -> int:
           f"feast {feast_version or '-'}; load average {os.getloadavg()[0]:.2f}\n")
 
     results: dict[str, Any] = {
+        "git": git_state(),
         "machine": machine(), "boite": boite.__version__, "duckdb": duckdb.__version__,
         "feast": feast_version, "args": {k: str(v) for k, v in vars(args).items()},
         "load_before": os.getloadavg()[0],
@@ -1035,6 +1084,8 @@ def main() -> int:
     if "online" in args.only:
         verdicts += bench_online(args, root, repos, results)
     results["load_after"] = os.getloadavg()[0]
+    results["git_after"] = git_state()
+    print(f"boite source: {results['git']} at the start, {results['git_after']} at the end")
     results["verdicts"] = verdicts
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
