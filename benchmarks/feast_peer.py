@@ -30,10 +30,9 @@ import resource
 import shutil
 import sys
 import time
+import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
-
-import warnings
 
 warnings.filterwarnings("ignore")
 

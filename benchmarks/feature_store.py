@@ -130,8 +130,9 @@ def feast_child(python: Path, args: list[str], *, timeout: float = 900) -> dict[
 # --- data ------------------------------------------------------------------------
 
 
-def generate(data: Path, entities: int, rows: int, labels: list[int], n_features: int,
-             ttl_days: int) -> dict[str, Path]:
+def generate(
+    data: Path, entities: int, rows: int, labels: list[int], n_features: int, ttl_days: int
+) -> dict[str, Path]:
     """Feature table and label files, deterministic; regenerated only when the parameters change.
 
     Features: `rows` rows, every entity (0..entities-1) about rows/entities times,
@@ -273,17 +274,29 @@ def make_project(data: Path, ttl_days: int, labels: list[int]) -> Path:
     if not report.ok:
         raise SystemExit(f"the first boite run failed: {[o.detail for o in report.failed]}")
     project.close()
-    print(f"boite project built (ingest + first materialization) in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"boite project built (ingest + first materialization) in {time.perf_counter() - t0:.1f} s"
+    )
     return root
 
 
 def git_state() -> str:
     """The commit boite's source is at, and whether src/ differs from it."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE.parent,
-                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=HERE.parent,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=HERE.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "src"],
+            cwd=HERE.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + (" (src/ modified)" if dirty else "")
@@ -309,8 +322,9 @@ def purge_training_sets(root: Path) -> int:
     return removed
 
 
-def setup_feast(python: Path, data: Path, features: Path, ttl_days: int, n_features: int,
-                stores: list[str]) -> dict[str, Path]:
+def setup_feast(
+    python: Path, data: Path, features: Path, ttl_days: int, n_features: int, stores: list[str]
+) -> dict[str, Path]:
     repos = {}
     for store in stores:
         repo = data / f"feast_{store}"
@@ -320,8 +334,19 @@ def setup_feast(python: Path, data: Path, features: Path, ttl_days: int, n_featu
             shutil.rmtree(repo, ignore_errors=True)
             feast_child(
                 python,
-                ["setup", "--repo", str(repo), "--offline", store, "--features", str(features),
-                 "--ttl-days", str(ttl_days), "--n-features", str(n_features)],
+                [
+                    "setup",
+                    "--repo",
+                    str(repo),
+                    "--offline",
+                    store,
+                    "--features",
+                    str(features),
+                    "--ttl-days",
+                    str(ttl_days),
+                    "--n-features",
+                    str(n_features),
+                ],
                 timeout=300,
             )
             marker.write_text(want)
@@ -336,13 +361,13 @@ def child(spec: dict[str, Any]) -> None:
     kind = spec["kind"]
     out: dict[str, Any]
     if kind == "training-boite":
+        import duckdb
+        import pandas  # noqa: F401  (training_set imports it even for an Arrow table; Feast's
         import pyarrow.dataset  # noqa: F401  (pq.read_table imports it on first use)
         import pyarrow.parquet as pq
 
         import boite
-        import boite.pipeline.project  # noqa: F401  (boite imports it lazily)
-        import duckdb  # noqa: F401  (the engine imports it on first use)
-        import pandas  # noqa: F401  (training_set imports it even for an Arrow table; Feast's
+        import boite.pipeline.project
         # side imports it with feast, before its clock starts too)
 
         rss_imports = current_rss()
@@ -355,10 +380,8 @@ def child(spec: dict[str, Any]) -> None:
         started_at = time.time() - 1
         start, cpu = time.perf_counter(), cpu_seconds()
         project = boite.open_project(spec["root"])
-        if spec.get("dataset"):  # labels already on record (a source or a transform)
-            labels = spec["dataset"]
-        else:  # a label file: read it, boite snapshots it
-            labels = pq.read_table(spec["labels"])
+        # labels already on record (a source or a transform), or a file boite snapshots
+        labels = spec["dataset"] if spec.get("dataset") else pq.read_table(spec["labels"])
         dataset = project.training_set(labels, [f"{VIEW}:*"], timestamp="ts", name=spec["name"])
         seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
         if profiler is not None:
@@ -431,10 +454,10 @@ def child(spec: dict[str, Any]) -> None:
             "rss_after_imports": rss_imports,
         }
     elif kind == "materialize-boite":
-        import duckdb  # noqa: F401
+        import duckdb
 
         import boite
-        import boite.pipeline.project  # noqa: F401
+        import boite.pipeline.project
 
         root = Path(spec["root"])
         db = root / ".boite" / "online.db"
@@ -502,8 +525,10 @@ def child(spec: dict[str, Any]) -> None:
                 for i in range(calls)
             ]
             raw = [tuple(e["entity_id"] for e in b) for b in batches]
-            where = '"entity_id" = ?' if width == 1 else (
-                '"entity_id" IN (' + ", ".join("?" * width) + ")"
+            where = (
+                '"entity_id" = ?'
+                if width == 1
+                else ('"entity_id" IN (' + ", ".join("?" * width) + ")")
             )
             sql = f'SELECT {cols} FROM "fv_{VIEW}" WHERE {where}'
             for b, r in zip(batches[: max(1, calls // 20)], raw, strict=False):  # warm-up
@@ -543,13 +568,14 @@ def child(spec: dict[str, Any]) -> None:
         result = {}
         clock = time.perf_counter_ns
         for label, width, calls in (("1", 1, spec["calls_1"]), ("100", 100, spec["calls_100"])):
-            where = '"entity_id" = ?' if width == 1 else (
-                '"entity_id" IN (' + ", ".join("?" * width) + ")"
+            where = (
+                '"entity_id" = ?'
+                if width == 1
+                else ('"entity_id" IN (' + ", ".join("?" * width) + ")")
             )
             sql = f"SELECT {cols} FROM {table_name} WHERE {where}"
             batches = [
-                tuple(keys[(i * width + j) % len(keys)] for j in range(width))
-                for i in range(calls)
+                tuple(keys[(i * width + j) % len(keys)] for j in range(width)) for i in range(calls)
             ]
             for b in batches[: max(1, calls // 20)]:
                 conn.execute(sql, b).fetchall()
@@ -604,8 +630,17 @@ def compare_outputs(reference: str, other: str, n_features: int) -> dict[str, An
         FULL OUTER JOIN read_parquet('{other}') AS b USING (label_id)
         """
     ).fetchone()
-    names = ["ref_rows", "other_rows", "dup_ids", "missing", "extra", "compared", "label_cols",
-             "ref_null_f0", *feats]
+    names = [
+        "ref_rows",
+        "other_rows",
+        "dup_ids",
+        "missing",
+        "extra",
+        "compared",
+        "label_cols",
+        "ref_null_f0",
+        *feats,
+    ]
     got = dict(zip(names, row, strict=True))
     # `missing` rows count once in the full join with nulls on b's side; they are not value
     # mismatches, so take value mismatches only over rows present on both sides.
@@ -613,10 +648,13 @@ def compare_outputs(reference: str, other: str, n_features: int) -> dict[str, An
         f"""
         SELECT count(*) FROM read_parquet('{reference}') AS a
         JOIN read_parquet('{other}') AS b USING (label_id)
-        WHERE {" OR ".join(
-            f"(a.{c} IS DISTINCT FROM b.{c} AND NOT ((a.{c} IS NULL OR isnan(a.{c})) "
-            f"AND (b.{c} IS NULL OR isnan(b.{c}))))" for c in feats
-        )}
+        WHERE {
+            " OR ".join(
+                f"(a.{c} IS DISTINCT FROM b.{c} AND NOT ((a.{c} IS NULL OR isnan(a.{c})) "
+                f"AND (b.{c} IS NULL OR isnan(b.{c}))))"
+                for c in feats
+            )
+        }
         """
     ).fetchone()[0]
     got["rows_with_value_diffs"] = value_diffs
@@ -656,16 +694,23 @@ def fmt_spread(values: list[float]) -> str:
 
 def load_note(runs: dict[str, list[dict[str, Any]]]) -> str:
     loads = [r["load"] for rs in runs.values() for r in rs if "load" in r]
-    return (f"(1-minute load average when these runs started: median {median(loads):.2f}, "
-            f"{min(loads):.2f}–{max(loads):.2f}, on {os.cpu_count()} cores)")
+    return (
+        f"(1-minute load average when these runs started: median {median(loads):.2f}, "
+        f"{min(loads):.2f}–{max(loads):.2f}, on {os.cpu_count()} cores)"
+    )
 
 
 def mib(n: float) -> str:
     return f"{n / 2**20:,.0f}"
 
 
-def bench_training(args: argparse.Namespace, paths: dict[str, Path], root: Path,
-                   repos: dict[str, Path], results: dict[str, Any]) -> list[tuple[str, bool]]:
+def bench_training(
+    args: argparse.Namespace,
+    paths: dict[str, Path],
+    root: Path,
+    repos: dict[str, Path],
+    results: dict[str, Any],
+) -> list[tuple[str, bool]]:
     out_dir = args.data / "out"
     out_dir.mkdir(exist_ok=True)
     verdicts: list[tuple[str, bool]] = []
@@ -673,33 +718,56 @@ def bench_training(args: argparse.Namespace, paths: dict[str, Path], root: Path,
         labels = str(paths[f"labels_{n}"])
         impls: dict[str, Any] = {
             "boite": lambda rep, n=n, labels=labels: boite_child(
-                {"kind": "training-boite", "root": str(root), "labels": labels,
-                 "name": f"bench_{n}", "forget": not args.keep_artifacts,
-                 "keep_as": str(out_dir / f"boite_{n}.parquet")}
+                {
+                    "kind": "training-boite",
+                    "root": str(root),
+                    "labels": labels,
+                    "name": f"bench_{n}",
+                    "forget": not args.keep_artifacts,
+                    "keep_as": str(out_dir / f"boite_{n}.parquet"),
+                }
             ),
             "boite, labels on record": lambda rep, n=n: boite_child(
-                {"kind": "training-boite", "root": str(root), "dataset": f"labels_{n}",
-                 "name": f"bench_{n}_ds", "forget": not args.keep_artifacts,
-                 "keep_as": str(out_dir / f"boite_ds_{n}.parquet")}
+                {
+                    "kind": "training-boite",
+                    "root": str(root),
+                    "dataset": f"labels_{n}",
+                    "name": f"bench_{n}_ds",
+                    "forget": not args.keep_artifacts,
+                    "keep_as": str(out_dir / f"boite_ds_{n}.parquet"),
+                }
             ),
             "duckdb ASOF (hand-written)": lambda rep, n=n, labels=labels: boite_child(
-                {"kind": "training-duckdb", "features": str(paths["features"]),
-                 "labels": labels, "out": str(out_dir / f"duckdb_{n}.parquet"),
-                 "ttl_days": args.ttl_days, "n_features": args.n_features}
+                {
+                    "kind": "training-duckdb",
+                    "features": str(paths["features"]),
+                    "labels": labels,
+                    "out": str(out_dir / f"duckdb_{n}.parquet"),
+                    "ttl_days": args.ttl_days,
+                    "n_features": args.n_features,
+                }
             ),
         }
         for store in repos:
             name = f"feast {store} offline store"
             impls[name] = lambda rep, n=n, labels=labels, store=store: feast_child(
                 args.feast_python,
-                ["training", "--repo", str(repos[store]), "--labels", labels,
-                 "--out", str(out_dir / f"feast_{store}_{n}.parquet"),
-                 "--n-features", str(args.n_features)],
+                [
+                    "training",
+                    "--repo",
+                    str(repos[store]),
+                    "--labels",
+                    labels,
+                    "--out",
+                    str(out_dir / f"feast_{store}_{n}.parquet"),
+                    "--n-features",
+                    str(args.n_features),
+                ],
             )
         runs: dict[str, list[dict[str, Any]]] = {k: [] for k in impls}
         names = list(impls)
         for rep in range(args.repeat):
-            order = names[rep % len(names):] + names[: rep % len(names)]
+            order = names[rep % len(names) :] + names[: rep % len(names)]
             for name in order:
                 if name.startswith("feast file") and rep >= args.feast_file_repeat:
                     continue
@@ -707,31 +775,58 @@ def bench_training(args: argparse.Namespace, paths: dict[str, Path], root: Path,
                 got = impls[name](rep)
                 got["load"] = load
                 runs[name].append(got)
-                print(f"  training {n:>9,} labels  rep {rep + 1}/{args.repeat}  {name:<28} "
-                      f"{got['seconds']:7.2f} s  peak {mib(got['peak_rss']):>6} MiB  "
-                      f"rows {got['rows']:,}", flush=True)
+                print(
+                    f"  training {n:>9,} labels  rep {rep + 1}/{args.repeat}  {name:<28} "
+                    f"{got['seconds']:7.2f} s  peak {mib(got['peak_rss']):>6} MiB  "
+                    f"rows {got['rows']:,}",
+                    flush=True,
+                )
         base = median([r["seconds"] for r in runs["boite"]])
         base_rss = median([r["peak_rss"] for r in runs["boite"]])
         rows = []
         for name, rs in runs.items():
             secs = [r["seconds"] for r in rs]
             rss = [r["peak_rss"] for r in rs]
-            rows.append([
-                name, str(len(rs)), fmt_s(secs), fmt_spread(secs),
-                f"{median([r['cpu_s'] for r in rs]):.2f}",
-                f"{median(secs) / base:.2f}×",
-                mib(median(rss)), f"{median(rss) / base_rss:.2f}×",
-                f"{rs[-1]['rows']:,}",
-            ])
-        print(f"\ntraining set, {n:,} labels x {args.rows:,} feature rows "
-              f"({args.entities:,} entities, {args.n_features} features, TTL {args.ttl_days} d)")
-        print(table(rows, ["implementation", "runs", "median s", "min–max s", "cpu s",
-                           "÷ boite", "peak RSS MiB", "÷ boite", "rows out"]))
+            rows.append(
+                [
+                    name,
+                    str(len(rs)),
+                    fmt_s(secs),
+                    fmt_spread(secs),
+                    f"{median([r['cpu_s'] for r in rs]):.2f}",
+                    f"{median(secs) / base:.2f}×",
+                    mib(median(rss)),
+                    f"{median(rss) / base_rss:.2f}×",
+                    f"{rs[-1]['rows']:,}",
+                ]
+            )
+        print(
+            f"\ntraining set, {n:,} labels x {args.rows:,} feature rows "
+            f"({args.entities:,} entities, {args.n_features} features, TTL {args.ttl_days} d)"
+        )
+        print(
+            table(
+                rows,
+                [
+                    "implementation",
+                    "runs",
+                    "median s",
+                    "min–max s",
+                    "cpu s",
+                    "÷ boite",
+                    "peak RSS MiB",
+                    "÷ boite",
+                    "rows out",
+                ],
+            )
+        )
         print(load_note(runs))
         boite_ledger = [r["ledger_wall_s"] for r in runs["boite"]]
-        print("(boite: pq.read_table of the label file + training_set(table); 'labels on record': "
-              "training_set('labels_N'), the same file ingested beforehand as a source. "
-              f"boite's own ledger wall_s for the join + store: median {median(boite_ledger):.3f} s)")
+        print(
+            "(boite: pq.read_table of the label file + training_set(table); 'labels on record': "
+            "training_set('labels_N'), the same file ingested beforehand as a source. "
+            f"boite's own ledger wall_s for the join + store: median {median(boite_ledger):.3f} s)"
+        )
 
         # cross-checks
         boite_out = runs["boite"][-1]["out"]
@@ -748,66 +843,98 @@ def bench_training(args: argparse.Namespace, paths: dict[str, Path], root: Path,
             "checks": checks,
         }
         print(f"\ncross-check, {n:,} labels (reference: boite's training set):")
-        print(f"  label order kept: boite {checks['boite_order_kept']}, "
-              f"hand-written {checks['handwritten_order_kept']}")
+        print(
+            f"  label order kept: boite {checks['boite_order_kept']}, "
+            f"hand-written {checks['handwritten_order_kept']}"
+        )
         for key, c in checks.items():
             if not key.startswith("vs_"):
                 continue
-            print(f"  {key[3:]:<14} rows {c['other_rows']:,}/{c['ref_rows']:,} "
-                  f"(missing {c['missing']:,}, extra {c['extra']:,}, duplicate ids "
-                  f"{c['dup_ids']:,}); values compared {c['values_compared']:,}; rows with a "
-                  f"differing value {c['rows_with_value_diffs']:,}; label columns differing "
-                  f"{c['label_cols'] - c['missing'] - c['extra']:,}")
+            print(
+                f"  {key[3:]:<14} rows {c['other_rows']:,}/{c['ref_rows']:,} "
+                f"(missing {c['missing']:,}, extra {c['extra']:,}, duplicate ids "
+                f"{c['dup_ids']:,}); values compared {c['values_compared']:,}; rows with a "
+                f"differing value {c['rows_with_value_diffs']:,}; label columns differing "
+                f"{c['label_cols'] - c['missing'] - c['extra']:,}"
+            )
         ok_hand = (
             checks["boite_order_kept"]
             and checks["vs_handwritten"]["missing"] == 0
             and checks["vs_handwritten"]["extra"] == 0
             and checks["vs_handwritten"]["rows_with_value_diffs"] == 0
         )
-        verdicts.append((f"training {n:,}: identical to the hand-written join (order kept)",
-                         ok_hand))
+        verdicts.append(
+            (f"training {n:,}: identical to the hand-written join (order kept)", ok_hand)
+        )
         if "duckdb" in repos:
             c = checks["vs_feast_duckdb"]
-            ok = (c["missing"] == 0 and c["extra"] == 0 and c["dup_ids"] == 0
-                  and c["rows_with_value_diffs"] == 0
-                  and c["label_cols"] == 0)
+            ok = (
+                c["missing"] == 0
+                and c["extra"] == 0
+                and c["dup_ids"] == 0
+                and c["rows_with_value_diffs"] == 0
+                and c["label_cols"] == 0
+            )
             verdicts.append((f"training {n:,}: every value equals Feast (DuckDB store)", ok))
         # targets
         hand = median([r["seconds"] for r in runs["duckdb ASOF (hand-written)"]])
         print()
         ratio = base / hand
         on_record = median([r["seconds"] for r in runs["boite, labels on record"]]) / hand
-        paired = median([
-            b["seconds"] / h["seconds"]
-            for b, h in zip(runs["boite"], runs["duckdb ASOF (hand-written)"], strict=True)
-        ])
+        paired = median(
+            [
+                b["seconds"] / h["seconds"]
+                for b, h in zip(runs["boite"], runs["duckdb ASOF (hand-written)"], strict=True)
+            ]
+        )
         cpu_ratio = median([r["cpu_s"] for r in runs["boite"]]) / median(
-            [r["cpu_s"] for r in runs["duckdb ASOF (hand-written)"]])
-        print(f"  target boite <= {TARGETS['training_vs_handwritten']}× hand-written: {ratio:.2f}× "
-              f"(median of paired ratios {paired:.2f}×, CPU {cpu_ratio:.2f}×; labels on record "
-              f"{on_record:.2f}×)")
-        verdicts.append((f"training {n:,}: ≤ {TARGETS['training_vs_handwritten']}× hand-written "
-                         f"({ratio:.2f}×)", ratio <= TARGETS["training_vs_handwritten"]))
-        for store, key in (("duckdb", "training_vs_feast_duckdb"),
-                           ("file", "training_vs_feast_file")):
+            [r["cpu_s"] for r in runs["duckdb ASOF (hand-written)"]]
+        )
+        print(
+            f"  target boite <= {TARGETS['training_vs_handwritten']}× hand-written: {ratio:.2f}× "
+            f"(median of paired ratios {paired:.2f}×, CPU {cpu_ratio:.2f}×; labels on record "
+            f"{on_record:.2f}×)"
+        )
+        verdicts.append(
+            (
+                f"training {n:,}: ≤ {TARGETS['training_vs_handwritten']}× hand-written "
+                f"({ratio:.2f}×)",
+                ratio <= TARGETS["training_vs_handwritten"],
+            )
+        )
+        for store, key in (
+            ("duckdb", "training_vs_feast_duckdb"),
+            ("file", "training_vs_feast_file"),
+        ):
             if store not in repos:
                 continue
             rs = runs[f"feast {store} offline store"]
             speedup = median([r["seconds"] for r in rs]) / base
             rss_ratio = median([r["peak_rss"] for r in rs]) / base_rss
-            print(f"  target boite >= {TARGETS[key]}× faster than Feast {store}: {speedup:.1f}×; "
-                  f"peak RSS Feast/boite {rss_ratio:.2f}×")
-            verdicts.append((f"training {n:,}: ≥ {TARGETS[key]}× faster than Feast {store} "
-                             f"({speedup:.1f}×)", speedup >= TARGETS[key]))
-            verdicts.append((f"training {n:,}: peak RSS below Feast {store} "
-                             f"({mib(base_rss)} vs {mib(median([r['peak_rss'] for r in rs]))} MiB)",
-                             rss_ratio > 1))
+            print(
+                f"  target boite >= {TARGETS[key]}× faster than Feast {store}: {speedup:.1f}×; "
+                f"peak RSS Feast/boite {rss_ratio:.2f}×"
+            )
+            verdicts.append(
+                (
+                    f"training {n:,}: ≥ {TARGETS[key]}× faster than Feast {store} ({speedup:.1f}×)",
+                    speedup >= TARGETS[key],
+                )
+            )
+            verdicts.append(
+                (
+                    f"training {n:,}: peak RSS below Feast {store} "
+                    f"({mib(base_rss)} vs {mib(median([r['peak_rss'] for r in rs]))} MiB)",
+                    rss_ratio > 1,
+                )
+            )
         print()
     return verdicts
 
 
-def bench_materialize(args: argparse.Namespace, root: Path, repos: dict[str, Path],
-                      results: dict[str, Any]) -> list[tuple[str, bool]]:
+def bench_materialize(
+    args: argparse.Namespace, root: Path, repos: dict[str, Path], results: dict[str, Any]
+) -> list[tuple[str, bool]]:
     runs: dict[str, list[dict[str, Any]]] = {"boite": []}
     feast_repo = repos.get("duckdb")
     if feast_repo:
@@ -819,71 +946,144 @@ def bench_materialize(args: argparse.Namespace, root: Path, repos: dict[str, Pat
         for name in order:
             load = os.getloadavg()[0]
             if name == "boite":
-                got = boite_child({"kind": "materialize-boite", "root": str(root),
-                                   "profile": bool(args.profile and rep == 0)})
+                got = boite_child(
+                    {
+                        "kind": "materialize-boite",
+                        "root": str(root),
+                        "profile": bool(args.profile and rep == 0),
+                    }
+                )
             else:
-                got = feast_child(args.feast_python, [
-                    "materialize", "--repo", str(feast_repo),
-                    "--start", "2024-12-01T00:00:00", "--end", "2026-01-01T00:00:00",
-                    "--n-features", str(args.n_features)])
+                got = feast_child(
+                    args.feast_python,
+                    [
+                        "materialize",
+                        "--repo",
+                        str(feast_repo),
+                        "--start",
+                        "2024-12-01T00:00:00",
+                        "--end",
+                        "2026-01-01T00:00:00",
+                        "--n-features",
+                        str(args.n_features),
+                    ],
+                )
             got["load"] = load
             runs[name].append(got)
-            print(f"  materialize rep {rep + 1}/{args.repeat}  {name:<40} {got['seconds']:7.2f} s  "
-                  f"store {mib(got['store_bytes'])} MiB  peak {mib(got['peak_rss'])} MiB",
-                  flush=True)
+            print(
+                f"  materialize rep {rep + 1}/{args.repeat}  {name:<40} {got['seconds']:7.2f} s  "
+                f"store {mib(got['store_bytes'])} MiB  peak {mib(got['peak_rss'])} MiB",
+                flush=True,
+            )
     base = median([r["seconds"] for r in runs["boite"]])
     base_size = median([r["store_bytes"] for r in runs["boite"]])
     rows = []
     for name, rs in runs.items():
         secs = [r["seconds"] for r in rs]
         size = median([r["store_bytes"] for r in rs])
-        rows.append([name, str(len(rs)), fmt_s(secs), fmt_spread(secs), f"{median(secs) / base:.2f}×",
-                     f"{size / 1e6:,.1f}", f"{size / base_size:.2f}×",
-                     mib(median([r["peak_rss"] for r in rs])),
-                     f"{rs[-1].get('entities'):,}"])
-    print(f"\nmaterialization of {args.rows:,} feature rows ({args.entities:,} entities) into a "
-          f"fresh online store")
-    print(table(rows, ["implementation", "runs", "median s", "min–max s", "÷ boite",
-                       "store MB", "÷ boite", "peak RSS MiB", "entities"]))
+        rows.append(
+            [
+                name,
+                str(len(rs)),
+                fmt_s(secs),
+                fmt_spread(secs),
+                f"{median(secs) / base:.2f}×",
+                f"{size / 1e6:,.1f}",
+                f"{size / base_size:.2f}×",
+                mib(median([r["peak_rss"] for r in rs])),
+                f"{rs[-1].get('entities'):,}",
+            ]
+        )
+    print(
+        f"\nmaterialization of {args.rows:,} feature rows ({args.entities:,} entities) into a "
+        f"fresh online store"
+    )
+    print(
+        table(
+            rows,
+            [
+                "implementation",
+                "runs",
+                "median s",
+                "min–max s",
+                "÷ boite",
+                "store MB",
+                "÷ boite",
+                "peak RSS MiB",
+                "entities",
+            ],
+        )
+    )
     print(load_note(runs))
     b = runs["boite"][-1]
-    print(f"(boite: {b['rows_read']:,} rows read, {b['rows_written']:,} written; files while "
-          f"open {b['files_open']}, after close {b['files']})")
+    print(
+        f"(boite: {b['rows_read']:,} rows read, {b['rows_written']:,} written; files while "
+        f"open {b['files_open']}, after close {b['files']})"
+    )
     verdicts = []
     if feast_repo:
         f = runs["feast (DuckDB offline -> SQLite online)"]
         speedup = median([r["seconds"] for r in f]) / base
         fsize = median([r["store_bytes"] for r in f])
         print(f"(Feast: files {f[-1]['files']}, {f[-1]['rows']:,} rows (entity, feature))")
-        print(f"  target boite >= {TARGETS['materialize_vs_feast']}× faster than Feast: "
-              f"{speedup:.1f}×; store {base_size / 1e6:.1f} MB vs {fsize / 1e6:.1f} MB")
-        verdicts.append((f"materialize: ≥ {TARGETS['materialize_vs_feast']}× faster than Feast "
-                         f"({speedup:.1f}×)", speedup >= TARGETS["materialize_vs_feast"]))
-        verdicts.append((f"materialize: smaller store than Feast ({base_size / 1e6:.1f} vs "
-                         f"{fsize / 1e6:.1f} MB)", base_size < fsize))
+        print(
+            f"  target boite >= {TARGETS['materialize_vs_feast']}× faster than Feast: "
+            f"{speedup:.1f}×; store {base_size / 1e6:.1f} MB vs {fsize / 1e6:.1f} MB"
+        )
+        verdicts.append(
+            (
+                f"materialize: ≥ {TARGETS['materialize_vs_feast']}× faster than Feast "
+                f"({speedup:.1f}×)",
+                speedup >= TARGETS["materialize_vs_feast"],
+            )
+        )
+        verdicts.append(
+            (
+                f"materialize: smaller store than Feast ({base_size / 1e6:.1f} vs "
+                f"{fsize / 1e6:.1f} MB)",
+                base_size < fsize,
+            )
+        )
     results["materialize"] = runs
     print()
     return verdicts
 
 
-def bench_online(args: argparse.Namespace, root: Path, repos: dict[str, Path],
-                 results: dict[str, Any]) -> list[tuple[str, bool]]:
+def bench_online(
+    args: argparse.Namespace, root: Path, repos: dict[str, Path], results: dict[str, Any]
+) -> list[tuple[str, bool]]:
     db = root / ".boite" / "online.db"
     feast_repo = repos.get("duckdb")
     if not db.exists():
         boite_child({"kind": "materialize-boite", "root": str(root)})
     if feast_repo and not (feast_repo / "materialized").exists():
-        feast_child(args.feast_python, [
-            "materialize", "--repo", str(feast_repo), "--start", "2024-12-01T00:00:00",
-            "--end", "2026-01-01T00:00:00", "--n-features", str(args.n_features)])
+        feast_child(
+            args.feast_python,
+            [
+                "materialize",
+                "--repo",
+                str(feast_repo),
+                "--start",
+                "2024-12-01T00:00:00",
+                "--end",
+                "2026-01-01T00:00:00",
+                "--n-features",
+                str(args.n_features),
+            ],
+        )
     runs: dict[str, list[dict[str, Any]]] = {"boite reader.get": [], "bare sqlite3 PK lookup": []}
     if feast_repo:
         runs["feast get_online_features"] = []
     for rep in range(args.online_repeat):
-        common = {"entities": args.entities, "calls_1": args.calls_1,
-                  "calls_100": args.calls_100, "seed": rep, "n_features": args.n_features}
+        common = {
+            "entities": args.entities,
+            "calls_1": args.calls_1,
+            "calls_100": args.calls_100,
+            "seed": rep,
+            "n_features": args.n_features,
+        }
         order = list(runs)
-        order = order[rep % len(order):] + order[: rep % len(order)]
+        order = order[rep % len(order) :] + order[: rep % len(order)]
         for name in order:
             load = os.getloadavg()[0]
             if name == "boite reader.get":
@@ -891,18 +1091,34 @@ def bench_online(args: argparse.Namespace, root: Path, repos: dict[str, Path],
             elif name == "bare sqlite3 PK lookup":
                 got = boite_child({"kind": "online-sqlite", "db": str(db), **common})
             else:
-                got = feast_child(args.feast_python, [
-                    "online", "--repo", str(feast_repo), "--entities", str(args.entities),
-                    "--calls-1", str(args.feast_calls_1), "--calls-100",
-                    str(args.feast_calls_100), "--seed", str(rep),
-                    "--n-features", str(args.n_features)])
+                got = feast_child(
+                    args.feast_python,
+                    [
+                        "online",
+                        "--repo",
+                        str(feast_repo),
+                        "--entities",
+                        str(args.entities),
+                        "--calls-1",
+                        str(args.feast_calls_1),
+                        "--calls-100",
+                        str(args.feast_calls_100),
+                        "--seed",
+                        str(rep),
+                        "--n-features",
+                        str(args.n_features),
+                    ],
+                )
             got["load"] = load
             runs[name].append(got)
             o = got["online"]
             one = o["1"]["call"] if "call" in o["1"] else o["1"]
             hundred = o["100"]["call"] if "call" in o["100"] else o["100"]
-            print(f"  online rep {rep + 1}/{args.online_repeat}  {name:<28} 1: p50 "
-                  f"{one['p50_us']:8.1f} µs   100: p50 {hundred['p50_us']:9.1f} µs", flush=True)
+            print(
+                f"  online rep {rep + 1}/{args.online_repeat}  {name:<28} 1: p50 "
+                f"{one['p50_us']:8.1f} µs   100: p50 {hundred['p50_us']:9.1f} µs",
+                flush=True,
+            )
 
     def stat(rs: list[dict[str, Any]], width: str, key: str, sub: str | None = None) -> float:
         vals = []
@@ -923,37 +1139,71 @@ def bench_online(args: argparse.Namespace, root: Path, repos: dict[str, Path],
     b100 = stat(runs["boite reader.get"], "100", "p50_us")
     for name, rs, sub in series:
         p1, p100 = stat(rs, "1", "p50_us", sub), stat(rs, "100", "p50_us", sub)
-        rows.append([name, str(len(rs)), f"{p1:,.1f}", f"{stat(rs, '1', 'p99_us', sub):,.1f}",
-                     f"{p1 / b1:.2f}×", f"{p100:,.1f}", f"{stat(rs, '100', 'p99_us', sub):,.1f}",
-                     f"{p100 / b100:.2f}×",
-                     f"{rs[0]['online']['1']['calls'] if not sub else rs[0]['online']['1'][sub]['calls']:,}"
-                     f"/{rs[0]['online']['100']['calls'] if not sub else rs[0]['online']['100'][sub]['calls']:,}"])
-    print(f"\nonline read, in process, random existing entities ({args.entities:,} in the store); "
-          "medians over processes of each process's p50/p99")
-    print(table(rows, ["implementation", "runs", "1: p50 µs", "1: p99 µs", "÷ boite",
-                       "100: p50 µs", "100: p99 µs", "÷ boite", "calls 1/100"]))
+        rows.append(
+            [
+                name,
+                str(len(rs)),
+                f"{p1:,.1f}",
+                f"{stat(rs, '1', 'p99_us', sub):,.1f}",
+                f"{p1 / b1:.2f}×",
+                f"{p100:,.1f}",
+                f"{stat(rs, '100', 'p99_us', sub):,.1f}",
+                f"{p100 / b100:.2f}×",
+                f"{_calls(rs, '1', sub):,}/{_calls(rs, '100', sub):,}",
+            ]
+        )
+    print(
+        f"\nonline read, in process, random existing entities ({args.entities:,} in the store); "
+        "medians over processes of each process's p50/p99"
+    )
+    print(
+        table(
+            rows,
+            [
+                "implementation",
+                "runs",
+                "1: p50 µs",
+                "1: p99 µs",
+                "÷ boite",
+                "100: p50 µs",
+                "100: p99 µs",
+                "÷ boite",
+                "calls 1/100",
+            ],
+        )
+    )
     print(load_note(runs))
     paired = {
-        w: median([r["online"][w]["p50_us"] / r["floor"][w]["p50_us"]
-                   for r in runs["boite reader.get"]])
+        w: median(
+            [r["online"][w]["p50_us"] / r["floor"][w]["p50_us"] for r in runs["boite reader.get"]]
+        )
         for w in ("1", "100")
     }
-    floor_p50 = {w: median([r["floor"][w]["p50_us"] for r in runs["boite reader.get"]])
-                 for w in ("1", "100")}
-    print(f"(in boite's own processes, blocks alternating with a bare sqlite3 query of the same "
-          f"rows: floor p50 {floor_p50['1']:.1f} µs and {floor_p50['100']:.1f} µs; boite ÷ floor, "
-          f"median of the processes: {paired['1']:.2f}× for 1 entity, {paired['100']:.2f}× for "
-          "100)")
+    floor_p50 = {
+        w: median([r["floor"][w]["p50_us"] for r in runs["boite reader.get"]]) for w in ("1", "100")
+    }
+    print(
+        f"(in boite's own processes, blocks alternating with a bare sqlite3 query of the same "
+        f"rows: floor p50 {floor_p50['1']:.1f} µs and {floor_p50['100']:.1f} µs; boite ÷ floor, "
+        f"median of the processes: {paired['1']:.2f}× for 1 entity, {paired['100']:.2f}× for "
+        "100)"
+    )
     results["online_paired"] = {"floor_p50_us": floor_p50, "boite_over_floor": paired}
     present = median([r["present"]["100"] for r in runs["boite reader.get"]])
-    print(f"(boite: {present:.1%} of the entities read had a value within the TTL "
-          f"at the project's clock {NOW}; the others come back as missing)")
+    print(
+        f"(boite: {present:.1%} of the entities read had a value within the TTL "
+        f"at the project's clock {NOW}; the others come back as missing)"
+    )
     results["online"] = runs
     verdicts = [
-        (f"online 1 entity p50 < {TARGETS['online_1_p50_us']:.0f} µs ({b1:.1f} µs)",
-         b1 < TARGETS["online_1_p50_us"]),
-        (f"online 100 entities p50 < {TARGETS['online_100_p50_us']:.0f} µs ({b100:.1f} µs)",
-         b100 < TARGETS["online_100_p50_us"]),
+        (
+            f"online 1 entity p50 < {TARGETS['online_1_p50_us']:.0f} µs ({b1:.1f} µs)",
+            b1 < TARGETS["online_1_p50_us"],
+        ),
+        (
+            f"online 100 entities p50 < {TARGETS['online_100_p50_us']:.0f} µs ({b100:.1f} µs)",
+            b100 < TARGETS["online_100_p50_us"],
+        ),
     ]
     if feast_repo:
         verdicts += online_crosscheck(args, db, feast_repo, results)
@@ -961,8 +1211,9 @@ def bench_online(args: argparse.Namespace, root: Path, repos: dict[str, Path],
     return verdicts
 
 
-def online_crosscheck(args: argparse.Namespace, db: Path, feast_repo: Path,
-                      results: dict[str, Any]) -> list[tuple[str, bool]]:
+def online_crosscheck(
+    args: argparse.Namespace, db: Path, feast_repo: Path, results: dict[str, Any]
+) -> list[tuple[str, bool]]:
     """Both online stores hold the same latest values (before any TTL at read time)."""
     import math
     import random
@@ -973,9 +1224,20 @@ def online_crosscheck(args: argparse.Namespace, db: Path, feast_repo: Path,
     keys_file.parent.mkdir(exist_ok=True)
     keys_file.write_text(json.dumps(keys))
     dump = args.data / "out" / "feast_online.json"
-    feast_child(args.feast_python, ["dump-online", "--repo", str(feast_repo), "--keys",
-                                    str(keys_file), "--out", str(dump),
-                                    "--n-features", str(args.n_features)])
+    feast_child(
+        args.feast_python,
+        [
+            "dump-online",
+            "--repo",
+            str(feast_repo),
+            "--keys",
+            str(keys_file),
+            "--out",
+            str(dump),
+            "--n-features",
+            str(args.n_features),
+        ],
+    )
     feast = json.loads(dump.read_text())
     conn = sqlite3.connect(db)
     feats = [f"f{i}" for i in range(args.n_features)]
@@ -983,7 +1245,8 @@ def online_crosscheck(args: argparse.Namespace, db: Path, feast_repo: Path,
         r[0]: r[1:]
         for r in conn.execute(
             f'SELECT entity_id, {", ".join(feats)} FROM "fv_{VIEW}" WHERE entity_id IN '
-            f'({", ".join("?" * len(keys))})', keys
+            f"({', '.join('?' * len(keys))})",
+            keys,
         )
     }
     conn.close()
@@ -998,10 +1261,16 @@ def online_crosscheck(args: argparse.Namespace, db: Path, feast_repo: Path,
             if not (a_null and b_null) and a != b:
                 diffs += 1
     feast_null = sum(1 for v in feast["f0"] if v is None)
-    print(f"online cross-check: {len(keys):,} entities, {compared:,} values, boite store vs Feast "
-          f"store: {diffs} differ (Feast returned no f0 for {feast_null} of them)")
-    results["online_crosscheck"] = {"entities": len(keys), "values": compared, "diffs": diffs,
-                                    "feast_null_f0": feast_null}
+    print(
+        f"online cross-check: {len(keys):,} entities, {compared:,} values, boite store vs Feast "
+        f"store: {diffs} differ (Feast returned no f0 for {feast_null} of them)"
+    )
+    results["online_crosscheck"] = {
+        "entities": len(keys),
+        "values": compared,
+        "diffs": diffs,
+        "feast_null_f0": feast_null,
+    }
     return [(f"online: both stores hold the same values ({diffs} differ)", diffs == 0)]
 
 
@@ -1009,64 +1278,108 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entities", type=int, default=100_000)
     parser.add_argument("--rows", type=int, default=1_000_000, help="feature rows")
-    parser.add_argument("--labels", type=int, nargs="+", default=[100_000, 1_000_000],
-                        help="label frame sizes (default 100000 1000000)")
+    parser.add_argument(
+        "--labels",
+        type=int,
+        nargs="+",
+        default=[100_000, 1_000_000],
+        help="label frame sizes (default 100000 1000000)",
+    )
     parser.add_argument("--n-features", type=int, default=10)
     parser.add_argument("--ttl-days", type=int, default=90)
-    parser.add_argument("--repeat", type=int, default=5,
-                        help="processes per implementation for training and materialization")
-    parser.add_argument("--feast-file-repeat", type=int, default=3,
-                        help="repetitions of Feast's file store (default 3; it is slow)")
-    parser.add_argument("--online-repeat", type=int, default=5,
-                        help="processes per implementation for online reads")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=5,
+        help="processes per implementation for training and materialization",
+    )
+    parser.add_argument(
+        "--feast-file-repeat",
+        type=int,
+        default=3,
+        help="repetitions of Feast's file store (default 3; it is slow)",
+    )
+    parser.add_argument(
+        "--online-repeat", type=int, default=5, help="processes per implementation for online reads"
+    )
     parser.add_argument("--calls-1", type=int, default=20_000)
     parser.add_argument("--calls-100", type=int, default=2_000)
     parser.add_argument("--feast-calls-1", type=int, default=5_000)
     parser.add_argument("--feast-calls-100", type=int, default=500)
-    parser.add_argument("--only", nargs="+", choices=["training", "materialize", "online"],
-                        default=["training", "materialize", "online"])
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=["training", "materialize", "online"],
+        default=["training", "materialize", "online"],
+    )
     parser.add_argument("--no-feast", action="store_true", help="skip every Feast peer")
-    parser.add_argument("--no-feast-file", action="store_true",
-                        help="skip Feast's file offline store (the slowest peer)")
+    parser.add_argument(
+        "--no-feast-file",
+        action="store_true",
+        help="skip Feast's file offline store (the slowest peer)",
+    )
     parser.add_argument("--feast-python", type=Path, default=FEAST_PYTHON)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--json", type=Path, help="write every measurement there")
-    parser.add_argument("--profile", action="store_true",
-                        help="cProfile boite's first materialization and one training set")
-    parser.add_argument("--keep-artifacts", action="store_true",
-                        help="keep each boite training set in the store between repetitions "
-                        "(later ones then find an identical file there: re-hash, no fsync)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="cProfile boite's first materialization and one training set",
+    )
+    parser.add_argument(
+        "--keep-artifacts",
+        action="store_true",
+        help="keep each boite training set in the store between repetitions "
+        "(later ones then find an identical file there: re-hash, no fsync)",
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     args = parser.parse_args()
     args.data = args.data.resolve()
     args.data.mkdir(parents=True, exist_ok=True)
     CHILD_ENV.update(user_env(args.data))  # bytecode cached, as on a user's machine
 
-    import boite
     import duckdb
+
+    import boite
 
     feast_ok = not args.no_feast and args.feast_python.exists()
     if not args.no_feast and not feast_ok:
-        print(f"no Feast environment at {args.feast_python} (see benchmarks/FEAST.md): "
-              "running without the Feast peers")
-    paths = generate(args.data, args.entities, args.rows, args.labels, args.n_features,
-                     args.ttl_days)
+        print(
+            f"no Feast environment at {args.feast_python} (see benchmarks/FEAST.md): "
+            "running without the Feast peers"
+        )
+    paths = generate(
+        args.data, args.entities, args.rows, args.labels, args.n_features, args.ttl_days
+    )
     root = make_project(args.data, args.ttl_days, args.labels)
     stores = [] if not feast_ok else (["duckdb"] if args.no_feast_file else ["duckdb", "file"])
-    repos = setup_feast(args.feast_python, args.data, paths["features"], args.ttl_days,
-                        args.n_features, stores) if feast_ok else {}
+    repos = (
+        setup_feast(
+            args.feast_python, args.data, paths["features"], args.ttl_days, args.n_features, stores
+        )
+        if feast_ok
+        else {}
+    )
     feast_version = None
     if feast_ok:
         feast_version = subprocess.run(
             [str(args.feast_python), "-c", "import feast; print(feast.__version__)"],
-            capture_output=True, text=True, check=True).stdout.strip()
-    print(f"feature_store: {machine()}; boite {boite.__version__}, duckdb {duckdb.__version__}, "
-          f"feast {feast_version or '-'}; load average {os.getloadavg()[0]:.2f}\n")
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    print(
+        f"feature_store: {machine()}; boite {boite.__version__}, duckdb {duckdb.__version__}, "
+        f"feast {feast_version or '-'}; load average {os.getloadavg()[0]:.2f}\n"
+    )
 
     results: dict[str, Any] = {
         "git": git_state(),
-        "machine": machine(), "boite": boite.__version__, "duckdb": duckdb.__version__,
-        "feast": feast_version, "args": {k: str(v) for k, v in vars(args).items()},
+        "machine": machine(),
+        "boite": boite.__version__,
+        "duckdb": duckdb.__version__,
+        "feast": feast_version,
+        "args": {k: str(v) for k, v in vars(args).items()},
         "load_before": os.getloadavg()[0],
     }
     verdicts: list[tuple[str, bool]] = []
@@ -1075,8 +1388,15 @@ def main() -> int:
     if args.profile:
         n = args.labels[-1]
         print(f"cProfile of one boite training set ({n:,} labels):")
-        boite_child({"kind": "training-boite", "root": str(root), "labels":
-                     str(paths[f"labels_{n}"]), "name": f"bench_{n}", "profile": True})
+        boite_child(
+            {
+                "kind": "training-boite",
+                "root": str(root),
+                "labels": str(paths[f"labels_{n}"]),
+                "name": f"bench_{n}",
+                "profile": True,
+            }
+        )
     if "training" in args.only:
         verdicts += bench_training(args, paths, root, repos, results)
     if "materialize" in args.only:
@@ -1092,8 +1412,11 @@ def main() -> int:
     print("verdicts:")
     for name, ok in verdicts:
         print(f"  {'PASS' if ok else 'MISS'}  {name}")
-    correctness = [ok for name, ok in verdicts if "equal" in name or "identical" in name
-                   or "same values" in name]
+    correctness = [
+        ok
+        for name, ok in verdicts
+        if "equal" in name or "identical" in name or "same values" in name
+    ]
     if not all(correctness):
         print("\nCORRECTNESS FAILURE: see the cross-checks above")
         return 1
@@ -1101,6 +1424,11 @@ def main() -> int:
     if args.check and missed:
         return 1
     return 0
+
+
+def _calls(rs: list[dict[str, Any]], size: str, sub: str | None) -> int:
+    online = rs[0]["online"][size]
+    return int(online[sub]["calls"] if sub else online["calls"])
 
 
 if __name__ == "__main__":
