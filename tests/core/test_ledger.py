@@ -183,3 +183,30 @@ def test_concurrent_writers_keep_the_ledger_consistent(tmp_path: Path) -> None:
     ledger = Ledger(url, root=tmp_path)
     assert len(ledger.runs()) == 100
     assert all(v.version == 25 for v in ledger.latest_artifacts("dataset").values())
+
+
+def test_log_metric_and_its_history(tmp_path: Path) -> None:
+    ledger = Ledger("sqlite:///l.db", root=tmp_path)
+    run = ledger.start_run("train:m", "train")
+    for step, value in enumerate([0.5, 0.6, 0.7]):
+        ledger.log_metric(run, "auc", value, step=step)
+    assert ledger.metric_history(run, "auc") == [(0, 0.5), (1, 0.6), (2, 0.7)]
+    assert ledger.metrics(run) == {"auc": 0.7}
+
+
+def test_search_runs_by_a_metric(tmp_path: Path) -> None:
+    ledger = Ledger("sqlite:///l.db", root=tmp_path)
+    ids = []
+    for value in (0.55, 0.8, 0.7):
+        run = ledger.start_run("train:m", "trial")
+        ledger.finish_run(run, status=SUCCEEDED, metrics={"auc": value})
+        ids.append(run)
+    other = ledger.start_run("train:n", "trial")
+    ledger.finish_run(other, status=SUCCEEDED, metrics={"auc": 0.99})
+    found = ledger.search_runs(metric="auc", op=">", value=0.6, step="train:m")
+    assert [(r.id, v) for r, v in found] == [(ids[1], 0.8), (ids[2], 0.7)]
+    # the latest value counts
+    ledger.log_metric(ids[0], "auc", 0.9)
+    assert ledger.search_runs(metric="auc", op=">=", value=0.9, step="train:m")[0][0].id == ids[0]
+    with pytest.raises(ValueError, match="op must be"):
+        ledger.search_runs(metric="auc", op="~", value=1)

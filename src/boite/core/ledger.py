@@ -134,6 +134,10 @@ class RunEntry:
     parent: str | None = None
 
 
+# Built once: constructing an INSERT costs more than SQLite's work on one row.
+_METRIC_INSERT = t.metrics.insert()
+
+
 def _artifact(row: Any) -> ArtifactRecord:
     m = row._mapping
     return ArtifactRecord(
@@ -423,6 +427,78 @@ class Ledger:
             if metrics:
                 conn.execute(t.metrics.insert(), metrics)
         return ids
+
+    def log_metric(self, run_id: str, key: str, value: float, *, step: int | None = None) -> None:
+        """Record one metric value (a training curve point, say) on a run."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                _METRIC_INSERT,
+                {
+                    "run_id": run_id,
+                    "key": key,
+                    "value": float(value),
+                    "step": step,
+                    "recorded_at": utcnow(),
+                },
+            )
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int | None, float]]:
+        """Every value of one metric of a run, in the order recorded, with its step."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.metrics.c.step, t.metrics.c.value)
+                .where(t.metrics.c.run_id == run_id, t.metrics.c.key == key)
+                .order_by(t.metrics.c.id)
+            ).all()
+        return [(s, v) for s, v in rows]
+
+    def search_runs(
+        self,
+        *,
+        metric: str,
+        op: str,
+        value: float,
+        step: str | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[RunRecord, float]]:
+        """Runs whose latest value of ``metric`` satisfies ``op value``, best first.
+
+        One query: the filter runs in the database, not over fetched runs.
+        """
+        ops = {">": "__gt__", ">=": "__ge__", "<": "__lt__", "<=": "__le__", "=": "__eq__"}
+        if op not in ops:
+            raise ValueError(f"op must be one of {', '.join(ops)}; got {op!r}")
+        latest = (
+            sa.select(t.metrics.c.run_id, sa.func.max(t.metrics.c.id).label("id"))
+            .where(t.metrics.c.key == metric)
+            .group_by(t.metrics.c.run_id)
+            .subquery()
+        )
+        chosen = t.metrics.alias("chosen")
+        query = (
+            sa.select(t.runs, chosen.c.value.label("metric_value"))
+            .join(latest, latest.c.run_id == t.runs.c.id)
+            .join(chosen, chosen.c.id == latest.c.id)
+            .where(getattr(chosen.c.value, ops[op])(value))
+            .order_by(chosen.c.value.desc())
+        )
+        if step is not None:
+            query = query.where(t.runs.c.step == step)
+        if kind is not None:
+            query = query.where(t.runs.c.kind == kind)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        out = []
+        for row in rows:
+            m = dict(row._mapping)
+            found = m.pop("metric_value")
+            m["started_at"] = _aware(m["started_at"])
+            m["ended_at"] = _aware(m["ended_at"])
+            out.append((RunRecord(**m), float(found)))
+        return out
 
     def interrupt_stale_runs(self) -> int:
         """Mark runs left 'running' by a killed process; call while holding the project lock."""
