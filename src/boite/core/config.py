@@ -284,6 +284,9 @@ class LabelConfig(_Strict):
     dataset: str
     column: str | None = None
     timestamp: str | None = None
+    # binary tasks: the value that counts as the positive class (default: the
+    # larger of the two, so 1 over 0 and True over False)
+    positive: str | int | bool | None = None
 
 
 class SplitConfig(_Strict):

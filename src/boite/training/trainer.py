@@ -81,7 +81,7 @@ class Trained:
 
 
 def encode_labels(
-    task: str, values: pd.Series, *, model: str, column: str
+    task: str, values: pd.Series, *, model: str, column: str, positive: Any = None
 ) -> tuple[np.ndarray, list[Any] | None]:
     """The label as numbers: 0/1, class indexes, or floats; with the class list."""
     distinct = values.dropna().unique().tolist()
@@ -108,6 +108,17 @@ def encode_labels(
             model=model,
             hint="Use task: multiclass, or map the label to two values in its transform.",
         )
+    if task == "binary_classification" and positive is not None:
+        # the positive class is the one business value and fairness speak of
+        match = [c for c in classes if c == positive or str(c) == str(positive)]
+        if not match:
+            raise TrainingError(
+                f"model '{model}': label.positive is {positive!r}, but '{column}' holds "
+                f"{', '.join(map(repr, classes))}",
+                model=model,
+                hint="Set label.positive to one of those values.",
+            )
+        classes = [c for c in classes if c is not match[0]] + [match[0]]
     index = {c: i for i, c in enumerate(classes)}
     return values.map(index).to_numpy(dtype=np.int64), classes
 
@@ -176,7 +187,10 @@ def train_model(
                 by="group", column=cfg.group, test_size=split_cfg.test_size, seed=split_cfg.seed
             )
     labelled = labelled.reset_index(drop=True)
-    y_all, classes = encode_labels(task, labelled[label], model=name, column=label)
+    positive = cfg.label.positive if cfg.label is not None else None
+    y_all, classes = encode_labels(
+        task, labelled[label], model=name, column=label, positive=positive
+    )
     train_mask, test_mask, split_info = split_frame(
         labelled,
         split_cfg,
