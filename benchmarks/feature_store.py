@@ -22,7 +22,7 @@ run, on the same files:
 The data is generated deterministically (numpy, seed 20261129) under
 benchmarks/.data/feature_store/ (git-ignored) and reused while its parameters
 match. Every timed measurement runs in a fresh process (one per repetition,
-alternating the implementations), so that its peak RSS (getrusage of that
+alternating the implementations), so that its peak RSS (VmHWM of that
 process) is its own; times exclude interpreter start and imports. The Feast
 side runs in benchmarks/.venv-feast (see FEAST.md) through feast_peer.py.
 
@@ -70,6 +70,19 @@ TARGETS = {
 
 
 def peak_rss() -> int:
+    """This process's own peak resident set since it started (VmHWM).
+
+    Not getrusage's ru_maxrss: on Linux that also keeps the high-water mark of
+    the memory the process had before its exec, i.e. the launching (driver)
+    process's peak, which would put a floor under every measurement.
+    """
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
@@ -146,38 +159,51 @@ def generate(
     exactly on a feature row's event time, 0.5% exactly TTL after one (the edges
     of the join).
     """
-    import duckdb
-    import numpy as np
-    import pyarrow as pa
-
     params = {
         "seed": SEED,
         "entities": entities,
         "rows": rows,
-        "labels": sorted(labels),
         "features": n_features,
         "ttl_days": ttl_days,
-        "version": 4,
+        "version": 5,
     }
     project = data / "boite"
     paths = {"features": project / "data" / "features.parquet"}
     for n in labels:
         paths[f"labels_{n}"] = project / "data" / f"labels_{n}.parquet"
     meta_file = data / "params.json"
-    if (
-        meta_file.exists()
-        and json.loads(meta_file.read_text()) == params
-        and all(p.exists() for p in paths.values())
-    ):
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    if meta.get("data") == params and paths["features"].exists():
+        missing = [n for n in labels if not paths[f"labels_{n}"].exists()]
+        if not missing:
+            return paths
+        # only new label files: the feature table (and what was built on it) stays
+        t0 = time.perf_counter()
+        arrays = _feature_arrays(entities, rows, n_features)
+        _write_labels(paths, missing, arrays, entities, rows, ttl_days)
+        meta["labels"] = sorted(set(meta.get("labels", [])) | set(missing))
+        meta_file.write_text(json.dumps(meta))
+        print(f"generated label files {missing} in {time.perf_counter() - t0:.1f} s")
         return paths
     # remove only what this script made there
-    for made in [project, data / "out", *data.glob("feast_*"), *data.glob("labels_*.parquet")]:
+    for made in [project, data / "out", *data.glob("feast_*")]:
         if made.is_dir():
             shutil.rmtree(made)
         else:
             made.unlink(missing_ok=True)
     paths["features"].parent.mkdir(parents=True)
     t0 = time.perf_counter()
+    arrays = _feature_arrays(entities, rows, n_features)
+    _write_features(paths["features"], arrays, n_features)
+    _write_labels(paths, labels, arrays, entities, rows, ttl_days)
+    meta_file.write_text(json.dumps({"data": params, "labels": sorted(labels)}))
+    print(f"generated the data in {time.perf_counter() - t0:.1f} s under {data}")
+    return paths
+
+
+def _feature_arrays(entities: int, rows: int, n_features: int) -> dict[str, Any]:
+    import numpy as np
+
     rng = np.random.default_rng(SEED)
     year_s = 365 * 86_400
     ent = rng.permutation(np.arange(rows, dtype=np.int64) % entities)
@@ -190,26 +216,53 @@ def generate(
     created_off[dup] = created_off[src] + rng.choice([-1, 1], n_dup) * (
         1 + rng.integers(0, 500, n_dup)
     )
-    base = np.datetime64(YEAR_START, "us")
-    event = base + sec.astype("timedelta64[s]")
-    created = event + created_off.astype("timedelta64[s]")
     values = rng.standard_normal((rows, n_features))
     nulls = rng.random(rows) < 0.005
+    return {"ent": ent, "sec": sec, "created_off": created_off, "values": values, "nulls": nulls}
+
+
+def _write_features(path: Path, arrays: dict[str, Any], n_features: int) -> None:
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+
+    base = np.datetime64(YEAR_START, "us")
+    event = base + arrays["sec"].astype("timedelta64[s]")
+    created = event + arrays["created_off"].astype("timedelta64[s]")
     cols: dict[str, Any] = {
-        "entity_id": pa.array(ent),
+        "entity_id": pa.array(arrays["ent"]),
         "event_ts": pa.array(event),
         "created_ts": pa.array(created),
     }
     for i in range(n_features):
-        mask = nulls if i == n_features - 1 else None
-        cols[f"f{i}"] = pa.array(values[:, i], mask=mask)
+        mask = arrays["nulls"] if i == n_features - 1 else None
+        cols[f"f{i}"] = pa.array(arrays["values"][:, i], mask=mask)
     features = pa.table(cols)
     con = duckdb.connect()
     con.register("features_arrow", features)
     con.execute(
         f"COPY (SELECT * FROM features_arrow ORDER BY event_ts, entity_id, created_ts) "
-        f"TO '{paths['features']}' (FORMAT parquet, COMPRESSION zstd)"
+        f"TO '{path}' (FORMAT parquet, COMPRESSION zstd)"
     )
+    con.close()
+
+
+def _write_labels(
+    paths: dict[str, Path],
+    labels: list[int],
+    arrays: dict[str, Any],
+    entities: int,
+    rows: int,
+    ttl_days: int,
+) -> None:
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+
+    ent, sec = arrays["ent"], arrays["sec"]
+    base = np.datetime64(YEAR_START, "us")
+    year_s = 365 * 86_400
+    con = duckdb.connect()
     for n in labels:
         lrng = np.random.default_rng(SEED + n)
         l_ent = lrng.integers(0, int(entities * 1.02), n, dtype=np.int64)
@@ -238,9 +291,6 @@ def generate(
         )
         con.unregister("labels_arrow")
     con.close()
-    meta_file.write_text(json.dumps(params))
-    print(f"generated the data in {time.perf_counter() - t0:.1f} s under {data}")
-    return paths
 
 
 def make_project(data: Path, ttl_days: int, labels: list[int]) -> Path:
@@ -248,13 +298,17 @@ def make_project(data: Path, ttl_days: int, labels: list[int]) -> Path:
     import boite
 
     root = data / "boite"
+    # every label file there, not only those asked for: the project stays the same
+    present = sorted(
+        {int(p.stem.split("_")[1]) for p in (root / "data").glob("labels_*.parquet")} | set(labels)
+    )
     config = (
         "name: bench-feature-store\n"
         f"now: {NOW}\n"
         "sources:\n"
         "  features:\n"
         "    path: data/features.parquet\n"
-        + "".join(f"  labels_{n}:\n    path: data/labels_{n}.parquet\n" for n in sorted(labels))
+        + "".join(f"  labels_{n}:\n    path: data/labels_{n}.parquet\n" for n in present)
         + "feature_views:\n"
         f"  {VIEW}:\n"
         "    entity: entity_id\n"
