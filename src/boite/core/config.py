@@ -479,6 +479,64 @@ class RunSettings(_Strict):
     workers: int = Field(default=2, ge=1, le=64)
 
 
+AliasName = Literal["staging", "production", "challenger"]
+
+
+class SplitTraffic(_Strict):
+    """A share of the requests answered by another alias (a challenger)."""
+
+    alias: AliasName = "challenger"
+    share: float = Field(gt=0.0, lt=1.0)
+    by: str | None = None  # an entity key; None: the request id
+
+
+class LogSettings(_Strict):
+    """The prediction log's batching: rows reach disk within either bound."""
+
+    flush_rows: int = Field(default=5000, ge=1, le=1_000_000)
+    flush_seconds: float = Field(default=1.0, gt=0.0, le=3600.0)
+
+
+class EnvironmentConfig(_Strict):
+    """What one environment (staging, production) serves, and how."""
+
+    serve: dict[str, AliasName] = Field(min_length=1)
+    shadow: dict[str, AliasName] = {}
+    split: dict[str, SplitTraffic] = {}
+    on_missing: dict[str, Literal["predict", "reject"]] = {}
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    token_env: str | None = None
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_rows: int = Field(default=10_000, ge=1)
+    reload_seconds: float = Field(default=2.0, gt=0.0)
+    log: LogSettings = LogSettings()
+
+    @model_validator(mode="after")
+    def _routes(self) -> EnvironmentConfig:
+        for section in ("shadow", "split", "on_missing"):
+            for model in getattr(self, section):
+                if model not in self.serve:
+                    raise ValueError(
+                        f"'{section}' names the model '{model}', which this environment does "
+                        f"not serve; add it to 'serve' (serves: {', '.join(self.serve)})"
+                    )
+        both = sorted(set(self.shadow) & set(self.split))
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} has both a shadow and a traffic split; a challenger either "
+                "answers a share of the requests (split) or only scores them (shadow)"
+            )
+        for model, alias in {**self.shadow, **{m: s.alias for m, s in self.split.items()}}.items():
+            if alias == self.serve[model]:
+                raise ValueError(
+                    f"the challenger of '{model}' is the alias '{alias}', which already answers; "
+                    "name another alias (usually challenger)"
+                )
+        return self
+
+
 class ProjectConfig(_Strict):
     """The whole of boite.yaml."""
 
@@ -490,6 +548,7 @@ class ProjectConfig(_Strict):
     transforms: dict[str, TransformConfig] = {}
     feature_views: dict[str, FeatureViewConfig] = {}
     models: dict[str, ModelConfig] = {}
+    environments: dict[str, EnvironmentConfig] = {}
     run: RunSettings = RunSettings()
 
     @field_validator("name")
@@ -506,6 +565,28 @@ class ProjectConfig(_Strict):
             if not _NAME.match(name):
                 raise ValueError(f"table name {name!r} is not allowed: use {NAME_RULE}")
         return value
+
+    @field_validator("environments")
+    @classmethod
+    def _environment_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"environment name {name!r} is not allowed: use {NAME_RULE}")
+        return value
+
+    @model_validator(mode="after")
+    def _served_models(self) -> ProjectConfig:
+        for env_name, env in self.environments.items():
+            for model in env.serve:
+                if model not in self.models:
+                    guess = did_you_mean(model, list(self.models))
+                    raise ValueError(
+                        f"environment '{env_name}' serves the model '{model}', which is not "
+                        "declared under 'models'"
+                        + (f"; did you mean '{guess}'?" if guess else "")
+                        + (f" (models: {', '.join(self.models)})" if self.models else "")
+                    )
+        return self
 
     @model_validator(mode="after")
     def _disjoint(self) -> ProjectConfig:
