@@ -412,6 +412,9 @@ class ModelConfig(_Strict):
     group: str | None = None
     user: str | None = None
     item: str | None = None
+    # side features of a recommender: columns of its interactions, constant per user / item
+    user_features: list[str] = []
+    item_features: list[str] = []
     k: int = Field(default=10, ge=1, le=1000)
     description: str | None = None
     owner: str | None = None
@@ -460,6 +463,26 @@ class ModelConfig(_Strict):
             raise ValueError(
                 "a recommendation model needs 'user' and 'item': the columns of its "
                 "interactions dataset that name who and what"
+            )
+        for section in ("user_features", "item_features"):
+            columns = getattr(self, section)
+            if columns and self.task != "recommendation":
+                raise ValueError(
+                    f"'{section}' describes the users or items of a recommendation model; "
+                    f"a {self.task} model takes its inputs from 'features'"
+                )
+            keys = (self.user, self.item)
+            bad = sorted({c for c in columns if columns.count(c) > 1 or c in keys})
+            if bad:
+                raise ValueError(
+                    f"'{section}' lists {', '.join(map(repr, bad))} twice or as the user/item "
+                    "column itself; list each side column once, apart from 'user' and 'item'"
+                )
+        both = sorted(set(self.user_features) & set(self.item_features))
+        if both:
+            raise ValueError(
+                f"{', '.join(map(repr, both))} is in both 'user_features' and 'item_features': "
+                "a side column describes either the users or the items"
             )
         for section in ("fairness", "business"):
             if getattr(self, section) is not None and self.task != "binary_classification":
