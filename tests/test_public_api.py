@@ -23,6 +23,7 @@ EXPECTED = {
     "ProjectError",
     "ProjectLockedError",
     "RegistryError",
+    "RequestError",
     "SQLSyntaxError",
     "SourceError",
     "TrainingError",

@@ -20,6 +20,7 @@ else.
     │   ├── RegistryError             a model version or alias move is refused: .model_version
     │   ├── NotFoundError             an unknown dataset, run or version: .kind, .name
     │   ├── ProjectLockedError        another `boite run` holds the project: .holder
+    │   ├── RequestError              a request to the server is wrong: .field, .status
     │   └── ArtifactIntegrityError    a stored file no longer matches its hash: .uri
     └── InternalError                 a fault of boite itself; exit 1
         └── LedgerError               the ledger cannot be read or written
@@ -44,6 +45,7 @@ __all__ = [
     "ProjectError",
     "ProjectLockedError",
     "RegistryError",
+    "RequestError",
     "SQLSyntaxError",
     "SourceError",
     "TrainingError",
@@ -256,6 +258,26 @@ class ProjectLockedError(UserError):
             f"another `boite run` is running on this project ({holder})",
             hint="Wait for it to finish, or run again with --wait to queue behind it.",
         )
+
+
+class RequestError(UserError):
+    """A request to the model server is wrong; it is answered with ``status`` (4xx).
+
+    ``field`` names the part of the request at fault, as a JSON path
+    (``entities[3].customer_id``, ``inputs[0].shape``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        status: int = 400,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.field = field
+        self.status = status
 
 
 class ArtifactIntegrityError(UserError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +48,19 @@ class Predictor:
 
     def scores(self, frame: pd.DataFrame) -> np.ndarray:
         """Positive-class probability (binary), class probabilities (multiclass) or values."""
-        X = self.preprocessor.transform(frame)
+        return self.scores_of(self.preprocessor.transform(frame))
+
+    def score_rows(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
+        """``scores`` for plain rows in the order of ``features`` (the serving path)."""
+        return self.scores_of(self.preprocessor.transform_rows(rows))
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.preprocessor.features
+
+    def scores_of(self, X: np.ndarray) -> np.ndarray:
+        if self.task == "clustering":
+            return np.asarray(self.model.predict(X))
         if self.flavor == "torch":
             from boite.training.deep import predict_state
 

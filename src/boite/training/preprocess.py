@@ -9,13 +9,61 @@ The whole recipe is plain JSON, so it travels inside the model file.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from boite.errors import TrainingError
+
+
+class BadValue(ValueError):
+    """A row's value cannot be read as its feature's kind (serving answers it with a 400)."""
+
+    def __init__(self, message: str, *, column: str, row: int) -> None:
+        super().__init__(message)
+        self.column = column
+        self.row = row
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _number(value: Any) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, bool | int | float):
+        return float(value)
+    raise TypeError("a number")
+
+
+def _flag(value: Any) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or value in (0, 1):
+        return float(value)
+    raise TypeError("true, false, 0 or 1")
+
+
+def _days(value: Any) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise TypeError("an ISO 8601 date or time") from None
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return (moment - _EPOCH).total_seconds() / 86400.0
+    if isinstance(value, date):
+        return float((value - _EPOCH.date()).days)
+    raise TypeError("an ISO 8601 date or time")
 
 
 @dataclass(frozen=True)
@@ -88,6 +136,53 @@ class Preprocessor:
         if self.impute is not None:
             for i, column in enumerate(self.features):
                 col = out[:, i]
+                col[~np.isfinite(col)] = self.impute[column]
+        return out
+
+    @cached_property
+    def _converters(self) -> list[Callable[[Any], float]]:
+        """One function per feature from a plain value (JSON, SQLite) to its number."""
+        out: list[Callable[[Any], float]] = []
+        for column in self.features:
+            kind = self.kinds[column]
+            if kind == "category":
+                codes = {c: float(i) for i, c in enumerate(self.categories[column])}
+
+                def category(value: Any, codes: dict[str, float] = codes) -> float:
+                    if value is None:
+                        return math.nan
+                    if isinstance(value, dict | list):
+                        raise TypeError("a text or a number")
+                    # a category unseen in training reads as missing
+                    return codes.get(value if isinstance(value, str) else str(value), math.nan)
+
+                out.append(category)
+            else:
+                out.append({"bool": _flag, "time": _days}.get(kind, _number))
+        return out
+
+    def transform_rows(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
+        """``transform`` for plain rows (values in ``features`` order), without pandas.
+
+        The serving path: a request has a few rows, for which building a frame
+        costs far more than the model. A value of the wrong kind raises BadValue.
+        """
+        converters = self._converters
+        out = np.empty((len(rows), len(converters)), dtype=np.float64)
+        for i, row in enumerate(rows):
+            for j, convert in enumerate(converters):
+                try:
+                    out[i, j] = convert(row[j])
+                except (TypeError, ValueError, OverflowError) as exc:
+                    column = self.features[j]
+                    raise BadValue(
+                        f"the feature '{column}' must be {exc}; got {row[j]!r}",
+                        column=column,
+                        row=i,
+                    ) from None
+        if self.impute is not None:
+            for j, column in enumerate(self.features):
+                col = out[:, j]
                 col[~np.isfinite(col)] = self.impute[column]
         return out
 
