@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -16,6 +21,8 @@ from boite.core.ledger import (
     Ledger,
     NewArtifact,
     Resources,
+    RunEntry,
+    RunRecord,
     current_revision,
     make_engine,
     migrate,
@@ -210,3 +217,184 @@ def test_search_runs_by_a_metric(tmp_path: Path) -> None:
     assert ledger.search_runs(metric="auc", op=">=", value=0.9, step="train:m")[0][0].id == ids[0]
     with pytest.raises(ValueError, match="op must be"):
         ledger.search_runs(metric="auc", op="~", value=1)
+
+
+def test_run_records_follow_the_runs_table() -> None:
+    # Ledger._run builds RunRecord positionally from a runs row: the two must agree.
+    assert [f.name for f in dataclasses.fields(RunRecord)] == [
+        c.name for c in ledger_schema.runs.columns
+    ]
+
+
+def test_finish_run_sets_params_only_when_given(tmp_path: Path) -> None:
+    ledger = Ledger("sqlite:///l.db", root=tmp_path)
+    kept = ledger.start_run("a", "train", params={"p": 1})
+    ledger.finish_run(kept, status=SUCCEEDED, resources=Resources(wall_s=2.0))
+    replaced = ledger.start_run("a", "train", params={"p": 1})
+    ledger.finish_run(replaced, status=FAILED, error="boom", params={"p": 2})
+    first, second = ledger.run(kept), ledger.run(replaced)
+    assert (first.params, first.status, first.wall_s) == ({"p": 1}, SUCCEEDED, 2.0)
+    assert (second.params, second.status, second.error) == ({"p": 2}, FAILED, "boom")
+    assert first.ended_at is not None and first.ended_at.tzinfo is not None
+
+
+def test_a_logged_metric_is_committed_at_once(tmp_path: Path) -> None:
+    # Nothing is buffered: another connection sees the value as soon as the call returns.
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    writer = Ledger(url, root=tmp_path)
+    run = writer.start_run("train:m", "train")
+    before = datetime.now(UTC)
+    writer.log_metric(run, "loss", 0.25, step=np.int64(3))  # type: ignore[arg-type]
+    reader = Ledger(url, root=tmp_path)
+    assert reader.metric_history(run, "loss") == [(3, 0.25)]
+    with reader.engine.connect() as conn:
+        recorded = conn.execute(sa.select(ledger_schema.metrics.c.recorded_at)).scalar_one()
+    # written on the DBAPI connection, read back by SQLAlchemy: the same timestamp format
+    assert abs(recorded.replace(tzinfo=UTC) - before).total_seconds() < 60
+
+
+def test_metric_history_keeps_the_order_recorded(tmp_path: Path) -> None:
+    ledger = Ledger("sqlite:///l.db", root=tmp_path)
+    run = ledger.start_run("train:m", "train")
+    ledger.log_metric(run, "loss", 0.9, step=2)
+    ledger.log_metric(run, "loss", 0.8, step=1)
+    ledger.log_metric(run, "auc", 0.6)
+    ledger.log_metrics(run, [("loss", 0.7, 3), ("auc", 0.65, 3), ("loss", 0.6, None)])
+    assert ledger.metric_history(run, "loss") == [(2, 0.9), (1, 0.8), (3, 0.7), (None, 0.6)]
+    assert ledger.metric_history(run, "auc") == [(None, 0.6), (3, 0.65)]
+    assert ledger.metric_history(run, "f1") == []
+    assert ledger.metrics(run) == {"loss": 0.6, "auc": 0.65}
+    ledger.log_metrics(run, [])
+    assert len(ledger.metric_history(run, "loss")) == 4
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "step", "message"),
+    [
+        ("loss", float("nan"), None, "must be finite. Got nan"),
+        ("loss", float("inf"), None, "must be finite. Got inf"),
+        ("loss", -math.inf, 1, "must be finite"),
+        ("loss", "0.5", None, "must be a real number. Got '0.5'"),
+        ("loss", None, None, "must be a real number. Got None"),
+        ("", 0.5, None, "must be a non-empty string"),
+        (3, 0.5, None, "must be a non-empty string. Got 3"),
+        ("loss", 0.5, 1.5, "must be an integer or None. Got 1.5"),
+        ("loss", 0.5, "2", "must be an integer or None"),
+    ],
+)
+def test_bad_metric_values_are_refused(
+    tmp_path: Path, key: object, value: object, step: object, message: str
+) -> None:
+    ledger = Ledger("sqlite:///l.db", root=tmp_path)
+    run = ledger.start_run("train:m", "train")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ledger.log_metric(run, key, value, step=step)  # type: ignore[arg-type]
+    # a batch with one bad point records none of it
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ledger.log_metrics(run, [("ok", 0.1, 0), (key, value, step)])  # type: ignore[list-item]
+    assert ledger.metrics(run) == {}
+
+
+def test_metrics_of_an_unknown_run_are_refused(tmp_path: Path) -> None:
+    ledger = Ledger("sqlite:///l.db", root=tmp_path)
+    with pytest.raises(NotFoundError, match="no run named 'nope'"):
+        ledger.log_metric("nope", "loss", 0.5)
+    with pytest.raises(NotFoundError, match="no run named 'nope'"):
+        ledger.log_metrics("nope", [("loss", 0.5, 0), ("loss", 0.4, 1)])
+    with ledger.engine.connect() as conn:
+        count = conn.execute(sa.select(sa.func.count()).select_from(ledger_schema.metrics))
+        assert count.scalar() == 0
+    # the pool's connection is usable after the failure
+    run = ledger.start_run("train:m", "train")
+    ledger.log_metric(run, "loss", 0.5)
+    assert ledger.metrics(run) == {"loss": 0.5}
+
+
+def test_log_metric_from_threads(tmp_path: Path) -> None:
+    ledger = Ledger("sqlite:///l.db", root=tmp_path)
+    run = ledger.start_run("train:m", "train")
+    errors: list[BaseException] = []
+
+    def write(key: str) -> None:
+        try:
+            for i in range(50):
+                ledger.log_metric(run, key, i / 50, step=i)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(f"k{i}",)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    for i in range(4):
+        assert [s for s, _ in ledger.metric_history(run, f"k{i}")] == list(range(50))
+
+
+def _trials(ledger: Ledger, values: list[float], step: str = "train:m") -> list[str]:
+    ids = []
+    for value in values:
+        run = ledger.start_run(step, "trial")
+        ledger.finish_run(run, status=SUCCEEDED, metrics={"auc": value, "loss": 1 - value})
+        ids.append(run)
+    return ids
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "expected"),
+    [
+        (">", 0.6, [0.8, 0.7]),
+        (">=", 0.7, [0.8, 0.7]),
+        ("<", 0.7, [0.6, 0.55]),
+        ("<=", 0.6, [0.6, 0.55]),
+        ("=", 0.7, [0.7]),
+        (">", 0.9, []),
+    ],
+)
+def test_search_runs_operators(tmp_path: Path, op: str, value: float, expected: list) -> None:
+    ledger = Ledger("sqlite:///l.db", root=tmp_path)
+    _trials(ledger, [0.55, 0.8, 0.7, 0.6])
+    found = ledger.search_runs(metric="auc", op=op, value=value)
+    assert [v for _, v in found] == expected
+    assert all(isinstance(r, RunRecord) and r.started_at.tzinfo for r, _ in found)
+
+
+def test_search_runs_kind_limit_and_bad_input(tmp_path: Path) -> None:
+    ledger = Ledger("sqlite:///l.db", root=tmp_path)
+    _trials(ledger, [0.55, 0.8, 0.7])
+    train = ledger.start_run("train:m", "train")
+    ledger.finish_run(train, status=SUCCEEDED, metrics={"auc": 0.75})
+    assert [v for _, v in ledger.search_runs(metric="auc", op=">", value=0, kind="train")] == [0.75]
+    assert [v for _, v in ledger.search_runs(metric="auc", op=">", value=0, limit=2)] == [0.8, 0.75]
+    assert ledger.search_runs(metric="f1", op=">", value=0) == []
+    with pytest.raises(ValueError, match="op must be one of >, >=, <, <=, =; got '=='"):
+        ledger.search_runs(metric="auc", op="==", value=0.5)
+    with pytest.raises(ValueError, match="must be finite"):
+        ledger.search_runs(metric="auc", op=">", value=float("nan"))
+
+
+def test_metrics_of_many_runs_in_one_call(tmp_path: Path) -> None:
+    ledger = Ledger("sqlite:///l.db", root=tmp_path)
+    entries = [
+        RunEntry(
+            step="search",
+            kind="trial",
+            status=SUCCEEDED,
+            params={"i": i},
+            started_at=datetime.now(UTC),
+            wall_s=0.0,
+            metrics={"auc": i / 1200} if i % 2 else {},
+        )
+        for i in range(1200)  # more than one IN list's worth of ids
+    ]
+    ids = ledger.log_runs(entries)
+    ledger.log_metric(ids[1], "auc", 0.99)  # the latest value counts, as in metrics()
+    found = ledger.metrics_of(ids)
+    assert list(found) == ids
+    assert found[ids[0]] == {} and found[ids[1]] == {"auc": 0.99}
+    assert found[ids[3]] == ledger.metrics(ids[3]) == {"auc": 3 / 1200}
+    assert ledger.metrics_of([]) == {}
+    assert ledger.metrics_of(["nope"]) == {"nope": {}}
+    matched = ledger.search_runs(metric="auc", op=">", value=0.9, step="search")
+    assert len(matched) == sum(1 for i in range(1, 1200, 2) if i / 1200 > 0.9) + 1

@@ -8,11 +8,14 @@ half-registered artifact.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import math
+import operator
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -134,8 +137,75 @@ class RunEntry:
     parent: str | None = None
 
 
-# Built once: constructing an INSERT costs more than SQLite's work on one row.
+# Built once and executed with parameters: constructing a statement with
+# .values() costs more than SQLite's work on one row (coercions, a new cache key).
+_RUN_INSERT = t.runs.insert()
+_RUN_FINISH = t.runs.update().where(t.runs.c.id == sa.bindparam("run_id_"))
+_EDGE_INSERT = t.edges.insert()
 _METRIC_INSERT = t.metrics.insert()
+_METRIC_KEYS = ("run_id", "key", "value", "step", "recorded_at")
+_SEARCH_OPS = {">": "__gt__", ">=": "__ge__", "<": "__lt__", "<=": "__le__", "=": "__eq__"}
+# IN lists are cut to this many ids: far below every backend's limit on parameters.
+_IN_CHUNK = 500
+
+
+class _PreparedInsert:
+    """An INSERT rendered once for the engine's dialect, run straight on a DBAPI cursor.
+
+    For one metric value, SQLAlchemy's per-execute work (execution context, cache
+    lookup, result object, transaction bookkeeping) is about four times SQLite's own
+    insert and commit. The SQL is still SQLAlchemy's, compiled for the dialect in
+    use, with its paramstyle and each column type's bind conversion, so it runs
+    unchanged on PostgreSQL. Each call checks a connection out of the engine's pool
+    and commits before returning it: as durable as any other ledger write.
+    """
+
+    def __init__(self, engine: Engine, table: sa.Table, keys: Sequence[str]) -> None:
+        dialect = engine.dialect
+        compiled = table.insert().compile(dialect=dialect, column_keys=list(keys))
+        self.engine = engine
+        self.sql = str(compiled)
+        self.positional = bool(compiled.positional)
+        # Bind names are the column keys (an INSERT without literal values).
+        self.order = tuple(compiled.positiontup or keys) if self.positional else tuple(keys)
+        self.convert = [
+            (i, name, fn)
+            for i, name in enumerate(self.order)
+            if (fn := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+        ]
+        self.errors = dialect.loaded_dbapi.Error
+        self.integrity_errors = dialect.loaded_dbapi.IntegrityError
+
+    def _params(self, row: Mapping[str, Any]) -> Any:
+        if self.positional:
+            values = [row[name] for name in self.order]
+            for i, _name, fn in self.convert:
+                values[i] = fn(values[i])
+            return tuple(values)
+        named = {name: row[name] for name in self.order}
+        for _, name, fn in self.convert:
+            named[name] = fn(named[name])
+        return named
+
+    def run(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert ``rows`` in one transaction; the DBAPI's errors propagate as they are."""
+        params = [self._params(r) for r in rows]
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                if len(params) == 1:
+                    cursor.execute(self.sql, params[0])
+                else:
+                    cursor.executemany(self.sql, params)
+            finally:
+                cursor.close()
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()
 
 
 def _artifact(row: Any) -> ArtifactRecord:
@@ -160,10 +230,52 @@ def _artifact(row: Any) -> ArtifactRecord:
 
 
 def _run(row: Any) -> RunRecord:
-    m = dict(row._mapping)
-    m["started_at"] = _aware(m["started_at"])
-    m["ended_at"] = _aware(m["ended_at"])
-    return RunRecord(**m)
+    # Positional: the runs table's columns are RunRecord's fields, in order (a test
+    # guards it); a dict per row and keyword arguments cost more than the query.
+    return RunRecord(*row[:7], _aware(row[7]), _aware(row[8]), *row[9:20])  # type: ignore[arg-type]
+
+
+def _finite(value: Any, key: str, where: str) -> float:
+    number: float | None = None
+    # A string would convert; a metric given as text is a mistake, not a number.
+    if not isinstance(value, (str, bytes)):
+        with contextlib.suppress(TypeError, ValueError):
+            number = float(value)
+    if number is None:
+        raise ValueError(
+            f"The value of metric {key!r} given to Ledger.{where} must be a real number. "
+            f"Got {value!r} instead."
+        )
+    # SQLite stores NaN as NULL (the column refuses it) and a comparison with
+    # NaN or infinity makes searches meaningless: refuse them at the call.
+    if not math.isfinite(number):
+        raise ValueError(
+            f"The value of metric {key!r} given to Ledger.{where} must be finite. "
+            f"Got {value!r} instead; log a finite value, or leave the point out."
+        )
+    return number
+
+
+def _metric_key(key: Any, where: str) -> str:
+    if not isinstance(key, str) or not key:
+        raise ValueError(
+            f"A metric name given to Ledger.{where} must be a non-empty string. "
+            f"Got {key!r} instead."
+        )
+    return key
+
+
+def _step(step: Any, key: str, where: str) -> int | None:
+    if step is None:
+        return None
+    try:
+        # operator.index accepts int and NumPy integers, and refuses 1.5 or "3".
+        return operator.index(step)
+    except TypeError:
+        raise ValueError(
+            f"The step of metric {key!r} given to Ledger.{where} must be an integer or None. "
+            f"Got {step!r} instead."
+        ) from None
 
 
 def make_engine(url: str, root: Path) -> Engine:
@@ -233,6 +345,7 @@ class Ledger:
                 migrate(self.engine)
         except sa.exc.SQLAlchemyError as exc:
             raise LedgerError(f"cannot open the ledger at {url}: {exc}") from exc
+        self._metric_insert = _PreparedInsert(self.engine, t.metrics, _METRIC_KEYS)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -251,19 +364,20 @@ class Ledger:
         run_id = new_id()
         with self.engine.begin() as conn:
             conn.execute(
-                t.runs.insert().values(
-                    id=run_id,
-                    step=step,
-                    kind=kind,
-                    status=RUNNING,
-                    params=params or {},
-                    code_fingerprint=code_fingerprint,
-                    fingerprint=fingerprint,
-                    started_at=utcnow(),
-                    pid=os.getpid(),
-                    host=socket.gethostname(),
-                    user=_user(),
-                )
+                _RUN_INSERT,
+                {
+                    "id": run_id,
+                    "step": step,
+                    "kind": kind,
+                    "status": RUNNING,
+                    "params": params or {},
+                    "code_fingerprint": code_fingerprint,
+                    "fingerprint": fingerprint,
+                    "started_at": utcnow(),
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "user": _user(),
+                },
             )
         return run_id
 
@@ -293,21 +407,18 @@ class Ledger:
             seen = [self._register(conn, new, None, now).id for new in observed]
             for new in produced:
                 out.append(self._register(conn, new, run_id, now))
-            for artifact_id in dict.fromkeys([*consumed, *seen]):
-                conn.execute(
-                    t.edges.insert().values(
-                        run_id=run_id, artifact_id=artifact_id, direction=CONSUMED
-                    )
-                )
-            for record in out:
-                conn.execute(
-                    t.edges.insert().values(
-                        run_id=run_id, artifact_id=record.id, direction=PRODUCED
-                    )
-                )
+            edges = [
+                {"run_id": run_id, "artifact_id": artifact_id, "direction": CONSUMED}
+                for artifact_id in dict.fromkeys([*consumed, *seen])
+            ] + [
+                {"run_id": run_id, "artifact_id": record.id, "direction": PRODUCED}
+                for record in out
+            ]
+            if edges:
+                conn.execute(_EDGE_INSERT, edges)
             if metrics:
                 conn.execute(
-                    t.metrics.insert(),
+                    _METRIC_INSERT,
                     [
                         {"run_id": run_id, "key": k, "value": float(v), "recorded_at": now}
                         for k, v in metrics.items()
@@ -327,7 +438,9 @@ class Ledger:
             }
             if params is not None:
                 values["params"] = params
-            conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(**values))
+            # The SET clause follows the keys given: two cached variants (with and
+            # without params), never a statement built per call.
+            conn.execute(_RUN_FINISH, {"run_id_": run_id, **values})
         return out
 
     def _register(
@@ -429,18 +542,68 @@ class Ledger:
         return ids
 
     def log_metric(self, run_id: str, key: str, value: float, *, step: int | None = None) -> None:
-        """Record one metric value (a training curve point, say) on a run."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                _METRIC_INSERT,
+        """Record one metric value (a training curve point, say) on a run.
+
+        Committed before it returns, like every ledger write (on SQLite: WAL with
+        ``synchronous=NORMAL``, so a crashed process loses nothing; a power cut may
+        lose the last commits). Nothing is buffered. To log many values at once,
+        :meth:`log_metrics` does it in one transaction.
+
+        Raises :class:`NotFoundError` for an unknown run and ``ValueError`` for a
+        value that is not a finite number or a step that is not an integer.
+        """
+        where = "log_metric"
+        row = {
+            "run_id": run_id,
+            "key": _metric_key(key, where),
+            "value": _finite(value, key, where),
+            "step": _step(step, key, where),
+            "recorded_at": utcnow(),
+        }
+        self._insert_metrics(run_id, [row])
+
+    def log_metrics(self, run_id: str, points: Iterable[tuple[str, float, int | None]]) -> None:
+        """Record many metric values on a run in one transaction: ``(key, value, step)``.
+
+        A whole training curve, or every metric of an epoch, costs one commit
+        instead of one per value; all are recorded or none. Values keep the order
+        given (:meth:`metric_history` returns them in that order).
+        """
+        where = "log_metrics"
+        now = utcnow()
+        rows = []
+        for point in points:
+            key, value, step = point
+            rows.append(
                 {
                     "run_id": run_id,
-                    "key": key,
-                    "value": float(value),
-                    "step": step,
-                    "recorded_at": utcnow(),
-                },
+                    "key": _metric_key(key, where),
+                    "value": _finite(value, key, where),
+                    "step": _step(step, key, where),
+                    "recorded_at": now,
+                }
             )
+        if rows:
+            self._insert_metrics(run_id, rows)
+
+    def _insert_metrics(self, run_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        prepared = self._metric_insert
+        try:
+            prepared.run(rows)
+        except prepared.integrity_errors as exc:
+            # The only constraint a checked value can break is the run's foreign
+            # key; asking only after the failure keeps the common path to one
+            # statement.
+            if not self._run_exists(run_id):
+                raise NotFoundError("run", run_id) from None
+            raise LedgerError(f"cannot record metrics of run {run_id}: {exc}") from exc
+        except prepared.errors as exc:
+            raise LedgerError(f"cannot record metrics of run {run_id}: {exc}") from exc
+
+    def _run_exists(self, run_id: str) -> bool:
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(t.runs.c.id).where(t.runs.c.id == run_id)).first()
+        return found is not None
 
     def metric_history(self, run_id: str, key: str) -> list[tuple[int | None, float]]:
         """Every value of one metric of a run, in the order recorded, with its step."""
@@ -464,11 +627,16 @@ class Ledger:
     ) -> list[tuple[RunRecord, float]]:
         """Runs whose latest value of ``metric`` satisfies ``op value``, best first.
 
-        One query: the filter runs in the database, not over fetched runs.
+        One query: the filter runs in the database, not over fetched runs. Each run
+        comes with the value that matched; :meth:`metrics_of` fetches all the
+        metrics of the runs found in one more query.
         """
-        ops = {">": "__gt__", ">=": "__ge__", "<": "__lt__", "<=": "__le__", "=": "__eq__"}
-        if op not in ops:
-            raise ValueError(f"op must be one of {', '.join(ops)}; got {op!r}")
+        if op not in _SEARCH_OPS:
+            raise ValueError(
+                f"op must be one of {', '.join(_SEARCH_OPS)}; got {op!r}. "
+                "For example search_runs(metric='auc', op='>', value=0.7)."
+            )
+        bound = _finite(value, metric, "search_runs")
         latest = (
             sa.select(t.metrics.c.run_id, sa.func.max(t.metrics.c.id).label("id"))
             .where(t.metrics.c.key == metric)
@@ -480,7 +648,7 @@ class Ledger:
             sa.select(t.runs, chosen.c.value.label("metric_value"))
             .join(latest, latest.c.run_id == t.runs.c.id)
             .join(chosen, chosen.c.id == latest.c.id)
-            .where(getattr(chosen.c.value, ops[op])(value))
+            .where(getattr(chosen.c.value, _SEARCH_OPS[op])(bound))
             .order_by(chosen.c.value.desc())
         )
         if step is not None:
@@ -491,14 +659,7 @@ class Ledger:
             query = query.limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        out = []
-        for row in rows:
-            m = dict(row._mapping)
-            found = m.pop("metric_value")
-            m["started_at"] = _aware(m["started_at"])
-            m["ended_at"] = _aware(m["ended_at"])
-            out.append((RunRecord(**m), float(found)))
-        return out
+        return [(_run(row), float(row[20])) for row in rows]
 
     def interrupt_stale_runs(self) -> int:
         """Mark runs left 'running' by a killed process; call while holding the project lock."""
@@ -530,7 +691,7 @@ class Ledger:
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
-            return [_run(r) for r in conn.execute(query)]
+            return [_run(r) for r in conn.execute(query).all()]
 
     def latest_runs(self, *, status: str | None = None) -> dict[str, RunRecord]:
         """The newest run of each step (optionally only those with ``status``), in one query."""
@@ -545,7 +706,7 @@ class Ledger:
         sub = ranked.subquery()
         query = sa.select(*[sub.c[c.name] for c in t.runs.columns]).where(sub.c.rank == 1)
         with self.engine.connect() as conn:
-            return {r._mapping["step"]: _run(r) for r in conn.execute(query)}
+            return {r.step: r for r in map(_run, conn.execute(query).all())}
 
     def metrics(self, run_id: str) -> dict[str, float]:
         with self.engine.connect() as conn:
@@ -555,6 +716,27 @@ class Ledger:
                 .order_by(t.metrics.c.id)
             )
             return {k: v for k, v in rows}
+
+    def metrics_of(self, run_ids: Iterable[str]) -> dict[str, dict[str, float]]:
+        """The latest value of every metric of many runs, in one query per 500 runs.
+
+        What :meth:`metrics` gives for one run, without a query per run (reading
+        the metrics of a search's runs one by one cost more than the search).
+        Runs without metrics map to ``{}``.
+        """
+        ids = list(dict.fromkeys(run_ids))
+        out: dict[str, dict[str, float]] = {run_id: {} for run_id in ids}
+        m = t.metrics
+        with self.engine.connect() as conn:
+            for first in range(0, len(ids), _IN_CHUNK):
+                rows = conn.execute(
+                    sa.select(m.c.run_id, m.c.key, m.c.value)
+                    .where(m.c.run_id.in_(ids[first : first + _IN_CHUNK]))
+                    .order_by(m.c.id)
+                ).all()
+                for run_id, key, value in rows:
+                    out[run_id][key] = value
+        return out
 
     # --- artifacts -------------------------------------------------------
 
@@ -637,7 +819,7 @@ class Ledger:
             .order_by(t.runs.c.started_at)
         )
         with self.engine.connect() as conn:
-            return [_run(r) for r in conn.execute(query)]
+            return [_run(r) for r in conn.execute(query).all()]
 
     def producers_of(self, artifact_id: str) -> list[RunRecord]:
         """Runs that produced this artifact, newest first (a rerun may reproduce it)."""
@@ -648,7 +830,7 @@ class Ledger:
             .order_by(t.runs.c.started_at.desc())
         )
         with self.engine.connect() as conn:
-            return [_run(r) for r in conn.execute(query)]
+            return [_run(r) for r in conn.execute(query).all()]
 
     def column_lineage(self, artifact_id: str) -> dict[str, list[tuple[str, str]]]:
         query = (
