@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from boite.pipeline.project import Project
-    from boite.registry.registry import ModelVersion
+    from boite.registry.registry import AliasEvent, ModelVersion
 
 models_app = typer.Typer(
     help="The model registry: versions, metrics, aliases and their history.",
@@ -45,6 +45,17 @@ HEADLINE = (
     "ndcg_at_10",
     "precision_lift_over_popularity",
 )
+
+
+def _verdict(event: AliasEvent) -> str:
+    """'pass', 'FAIL' (with 're-judged vs NAME@N' when production had moved), or ''."""
+    details = event.details or {}
+    gates = details.get("gates")
+    if not gates:
+        return ""
+    verdict = "pass" if gates.get("passed") else "FAIL"
+    against = details.get("rejudged_against")
+    return f"{verdict}, re-judged vs {against}" if against else verdict
 
 
 def _metric_line(version: ModelVersion, keys: list[str] | None = None) -> str:
@@ -160,7 +171,39 @@ def _show(ref: str, project: Path) -> None:
     console, proj = _ctx(project)
     version = proj.model(ref)
     text = model_card_markdown(version, proj.models.registry, proj.ledger)
+    # the card shows the verdict stored at training; promotions after production moved
+    # judged the version again, and those verdicts live on the alias moves
+    lines = [
+        line
+        for e in proj.models.registry.history(version.name)
+        if e.version == version.version
+        for line in _rejudged_lines(e)
+    ]
+    if lines:
+        text += "\n## Gates judged again at promotion\n\n" + "\n".join(lines) + "\n"
     console.file.write(text + "\n")
+
+
+def _rejudged_lines(event: AliasEvent) -> list[str]:
+    """The verdict an alias move judged afresh (production had moved), in words; [] if none."""
+    details = event.details or {}
+    if "rejudged_against" not in details:
+        return []
+    gates = details.get("gates") or {}
+    passed = bool(gates.get("passed"))
+    then = details.get("stale_baseline") or "no production model"
+    lines = [
+        f"- {event.at:%Y-%m-%d %H:%M:%S} {event.model}@{event.version} -> {event.alias}: "
+        f"judged against production {details['rejudged_against']} (when trained: {then}), "
+        + ("passed" if passed else "FAILED")
+        + (", promoted by force" if event.forced else "")
+    ]
+    lines += [
+        f"  - {'pass' if r['passed'] else 'FAIL'} `{r['gate']}`: {r['message']}"
+        for r in gates.get("results", [])
+        if r["gate"].startswith("beat production")
+    ]
+    return lines
 
 
 @models_app.command("card")
@@ -258,6 +301,8 @@ def _promote(ref: str, to: str, reason: str, force: bool, project: Path) -> None
     console.print(
         f"{event.model} {event.alias}: {before} -> @{event.version}{forced}", markup=False
     )
+    for line in _rejudged_lines(event):
+        console.print(line.replace("- ", "", 1), markup=False, soft_wrap=True)
 
 
 @models_app.command("rollback")
@@ -308,9 +353,10 @@ def _history(name: str, at: str | None, project: Path) -> None:
     registry = proj.models.registry
     registry.get(name)
     table = Table(show_edge=False, pad_edge=False)
-    for col in ("when (UTC)", "alias", "from", "to", "who", "forced", "why"):
+    for col in ("when (UTC)", "alias", "from", "to", "who", "forced", "gates", "why"):
         table.add_column(col)
-    for e in registry.history(name):
+    events = registry.history(name)
+    for e in events:
         table.add_row(
             f"{e.at:%Y-%m-%d %H:%M:%S}",
             e.alias,
@@ -318,9 +364,15 @@ def _history(name: str, at: str | None, project: Path) -> None:
             "-" if e.version is None else f"@{e.version}",
             escape(e.actor),
             "yes" if e.forced else "",
+            escape(_verdict(e)),
             escape(e.reason),
         )
     console.print(table)
+    rejudged = [line for e in events for line in _rejudged_lines(e)]
+    if rejudged:
+        console.print("Gates judged again at promotion (production had moved):", markup=False)
+        for line in rejudged:
+            console.print(line, markup=False, soft_wrap=True)
     if at is None:
         return
     try:

@@ -5,6 +5,11 @@ dataset), hands a frame to the trainer, and records everything that came out:
 the run with its resources, each search trial (in one batch), the model file as
 a content-addressed artifact with lineage to its training set, and the verdict
 of the gates against the production model scored on the same test rows.
+
+Promotion to a gated alias trusts that verdict only while production is still the
+model it was judged against; once production has moved, the beat-production gate
+is judged again on the version's test rows, rebuilt from its recorded training
+data, and the fresh verdict decides and is kept on the alias move.
 """
 
 from __future__ import annotations
@@ -25,7 +30,15 @@ from boite.core.ledger import FAILED, SUCCEEDED, NewArtifact, Resources, RunEntr
 from boite.core.metering import Meter
 from boite.core.suggest import did_you_mean
 from boite.errors import BoiteError, NotFoundError, RegistryError, TrainingError
-from boite.registry.gates import GateReport, judge
+from boite.registry.gates import (
+    GateReport,
+    GateResult,
+    beat_production,
+    is_production_gate,
+    judge,
+    production_gate_name,
+    rejudge,
+)
 from boite.registry.registry import MODEL, AliasEvent, ModelVersion, Registry
 
 if TYPE_CHECKING:
@@ -107,6 +120,37 @@ def _best(trained: Trained, cfg: ModelConfig) -> float | None:
     metric = trained.search_metric or ""
     direction = (cfg.search.direction if cfg.search else None) or DIRECTIONS.get(metric, "maximize")
     return min(values) if direction == "minimize" else max(values)
+
+
+class _NotRebuilt(Exception):
+    """A version's test rows cannot be rebuilt exactly as they were when it was tested."""
+
+
+@dataclass(frozen=True)
+class Rejudged:
+    """A verdict judged again at promotion, against the production model of that moment."""
+
+    gates: GateReport
+    against: str | None  # production now
+    stale: str | None  # the production it was judged against when trained (None: none)
+    production_metrics: dict[str, float] | None  # production now, on the candidate's test rows
+
+    def details(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "gates": self.gates.to_dict(),
+            "rejudged_against": self.against,
+            "stale_baseline": self.stale,
+        }
+        if self.production_metrics is not None:
+            out["production_metrics"] = _plain(self.production_metrics)
+        return out
+
+    def why(self) -> str:
+        then = self.stale or "no production model"
+        return (
+            f"judged again against production {self.against}: when it was trained, "
+            f"production was {then}"
+        )
 
 
 def _actor() -> str:
@@ -474,15 +518,12 @@ class Models:
         self, name: str, trained: Trained, frame: pd.DataFrame
     ) -> tuple[str, dict[str, float]] | None:
         """The production model's metrics on the candidate's own test rows."""
-        from boite.training.metrics import business_value, task_metrics
-
         current = self.registry.alias(name, "production")
         if current is None or trained.task == "clustering":
             return None  # segments of two clusterings are not comparable by row
-        predictor = self.predictor(current)
         rows = frame.iloc[trained.test_index]
         try:
-            scores = predictor.scores(rows)
+            metrics = self._metrics_on(current, self.config(name), rows, trained.test_y)
         except TrainingError as exc:
             raise TrainingError(
                 f"model '{name}': the production model {current.ref} cannot score the new test "
@@ -490,20 +531,27 @@ class Models:
                 model=name,
                 hint="Its features changed; promote with --force and a reason if intended.",
             ) from None
-        cfg = self.config(name)
-        if trained.task == "ranking":
+        return current.ref, metrics
+
+    def _metrics_on(
+        self, version: ModelVersion, cfg: ModelConfig, rows: pd.DataFrame, y: np.ndarray
+    ) -> dict[str, float]:
+        """A registered version's metrics on ``rows`` (labels ``y``), measured as training
+        measures a candidate's, so the two can be set side by side."""
+        from boite.training.metrics import business_value, task_metrics
+
+        scores = self.predictor(version).scores(rows)
+        if cfg.task == "ranking":
             from boite.training.metrics import ranking_metrics
             from boite.training.trainer import _group_sizes
 
             sizes = _group_sizes(rows, cfg.group)
-            metrics = ranking_metrics(trained.test_y, scores, sizes, k=cfg.k)
+            metrics = ranking_metrics(y, scores, sizes, k=cfg.k)
         else:
-            metrics = task_metrics(trained.task, trained.test_y, scores)
-        if cfg.business is not None and trained.task == "binary_classification":
-            metrics["business_value"] = business_value(trained.test_y, scores, cfg.business)[
-                "best_value"
-            ]
-        return current.ref, metrics
+            metrics = task_metrics(cfg.task, y, scores)
+        if cfg.business is not None and cfg.task == "binary_classification":
+            metrics["business_value"] = business_value(y, scores, cfg.business)["best_value"]
+        return metrics
 
     def _model_artifact(
         self,
@@ -634,18 +682,33 @@ class Models:
                 model_version=ref,
             )
         gates = GateReport.from_dict(version.gates)
+        details: dict[str, Any] | None = None
+        fresh = self._rejudge(version) if to in GATED_ALIASES else None
+        if fresh is not None:
+            # the stored verdict was judged against a production that has gone: the
+            # fresh one decides, and goes on the alias move (the version stays as it was)
+            gates = fresh.gates
+            details = fresh.details()
+        elif to in GATED_ALIASES:
+            details = {"gates": gates.to_dict()}
         if to in GATED_ALIASES and not gates.passed:
             failed = "; ".join(r.message for r in gates.failed)
             if not force:
+                moved = "" if fresh is None else f" ({fresh.why()})"
                 raise RegistryError(
-                    f"{version.ref} failed its gates, so it cannot become {to}: {failed}",
+                    f"{version.ref} failed its gates, so it cannot become {to}: {failed}{moved}",
                     model_version=version.ref,
-                    hint="Train a better version, or pass --force with a --reason to overrule "
-                    "the gates (the override is kept in the history).",
+                    hint=(
+                        "Train a better version"
+                        if fresh is None
+                        else f"Retrain {version.name} (it is then judged against "
+                        f"{fresh.against}), train a better version"
+                    )
+                    + ", or pass --force with a --reason to overrule the gates (the override "
+                    "is kept in the history).",
                 )
             if not reason.strip():
                 raise RegistryError("forcing past failed gates needs a reason", hint="--reason")
-        details = {"gates": gates.to_dict()} if to in GATED_ALIASES else None
         return self.registry.move(
             version,
             to,
@@ -654,6 +717,192 @@ class Models:
             forced=force and not gates.passed,
             details=details,
         )
+
+    def _rejudge(self, version: ModelVersion) -> Rejudged | None:
+        """The version's gates judged again when production moved since it was trained;
+        None when its stored verdict still holds (no beat-production gate, or the same
+        production as then, or the version is production itself)."""
+        from boite.training.metrics import DEFAULT_METRIC, DIRECTIONS
+
+        stored = GateReport.from_dict(version.gates)
+        meta = version.meta
+        if not any(is_production_gate(r) for r in stored.results):
+            return None
+        if meta.get("task") == "clustering":
+            return None  # segments of two clusterings are not comparable by row: never judged
+        stale = (meta.get("production_baseline") or {}).get("version")
+        current = self.registry.alias(version.name, "production")
+        now = None if current is None else current.ref
+        if now == stale or now == version.ref:
+            return None
+        name = version.name
+        spec = self._recorded_spec(version)
+        if spec is None or "beat_production_by" not in spec.gates:
+            # the verdict names the gate, but the spec that set it is not on record
+            unjudged = GateResult(
+                next(r.gate for r in stored.results if is_production_gate(r)),
+                False,
+                f"production is now {now}, not {stale or 'none'} as when {version.ref} was "
+                f"trained, and the spec {version.ref} was trained with is not on record, so "
+                f"it cannot be judged again: retrain {name}",
+            )
+            return Rejudged(rejudge(stored, unjudged), now, stale, None)
+        if spec.task == "recommendation":
+            primary, higher = f"precision_at_{spec.k}", True  # as _train_recommender judges
+        else:
+            search = meta.get("search")
+            primary = (search or {}).get("metric") or DEFAULT_METRIC[spec.task]
+            higher = DIRECTIONS.get(primary, "maximize") == "maximize"
+        gate = production_gate_name(spec, primary)
+        assert gate is not None
+        theirs: dict[str, float] | None = None
+        result: GateResult | None
+        if current is None:
+            result = beat_production(spec, version.metrics, production=None, primary_metric=primary)
+        elif spec.task == "recommendation":
+            result = self._recommender_against(version, current, spec, gate, primary)
+        else:
+            result, theirs = self._against_on_test_rows(
+                version, current, spec, gate, primary, higher
+            )
+        assert result is not None
+        return Rejudged(rejudge(stored, result), now, stale, theirs)
+
+    def _against_on_test_rows(
+        self,
+        version: ModelVersion,
+        current: ModelVersion,
+        spec: ModelConfig,
+        gate: str,
+        primary: str,
+        higher: bool,
+    ) -> tuple[GateResult, dict[str, float] | None]:
+        """The beat-production gate with both models scored afresh on the version's own
+        test rows; and production's metrics on them, when it could score them."""
+        try:
+            rows, y = self._test_rows(version, spec)
+            mine = self._metrics_on(version, spec, rows, y)
+            recorded = version.metrics.get(primary)
+            again = mine.get(primary, np.nan)
+            # the same rows give the same scores: a drift here means other rows
+            if recorded is not None and not np.isclose(
+                again, recorded, rtol=1e-6, atol=1e-9, equal_nan=True
+            ):
+                raise _NotRebuilt(
+                    f"scored again on them, {version.ref} has {primary} {again:.6f}, not the "
+                    f"{recorded:.6f} on record"
+                )
+        except _NotRebuilt as exc:
+            return GateResult(
+                gate,
+                False,
+                f"production is now {current.ref}, but the test rows of {version.ref} cannot "
+                f"be rebuilt exactly from {version.meta.get('training_data')} ({exc}), so it "
+                f"cannot be compared with {current.ref} on them: retrain {version.name} to "
+                f"judge it against {current.ref}",
+            ), None
+        try:
+            theirs = self._metrics_on(current, spec, rows, y)
+        except TrainingError as exc:
+            return GateResult(
+                gate,
+                False,
+                f"production {current.ref} cannot score the test rows of {version.ref} "
+                f"({exc.message}), so {version.ref} cannot be shown to beat it",
+            ), None
+        result = beat_production(
+            spec,
+            mine,
+            production=(current.ref, theirs),
+            primary_metric=primary,
+            higher_is_better=higher,
+        )
+        assert result is not None
+        return result, theirs
+
+    def _recorded_spec(self, version: ModelVersion) -> ModelConfig | None:
+        """The spec the version was trained with (the project's may have changed since)."""
+        run_id = version.record.run_id
+        if run_id is None:
+            return None
+        try:
+            spec = self.ws.ledger.run(run_id).params.get("spec")
+        except NotFoundError:
+            return None
+        if not isinstance(spec, dict):
+            return None
+        try:
+            return ModelConfig.model_validate(spec)
+        except ValueError:  # a spec of an older schema
+            return None
+
+    def _test_rows(self, version: ModelVersion, spec: ModelConfig) -> tuple[pd.DataFrame, Any]:
+        """The version's held-out rows and their labels, split again from its recorded
+        training data; ``_NotRebuilt`` when they are not exactly the rows it was tested on."""
+        from boite.training.trainer import hold_out
+
+        meta = version.meta
+        source, label, split = meta.get("training_data"), meta.get("label"), meta.get("split")
+        run_id = version.record.run_id
+        inputs = self.ws.ledger.inputs_of(run_id) if run_id else []
+        record = next((a for a in inputs if a.ref == source), None)
+        if record is None or not label or not isinstance(split, dict):
+            raise _NotRebuilt(f"its training data {source} is not on record as an input")
+        try:
+            frame = Dataset(record, self.ws.store, self.ws.ledger).to_pandas()
+            time_column = split.get("column") if split.get("by") == "time" else None
+            held = hold_out(version.name, spec, frame, label=label, time_column=time_column)
+        except BoiteError as exc:
+            raise _NotRebuilt(exc.message) from None
+        keys = ["train_rows", "test_rows", "unlabelled_rows_dropped", "test_rows_sha256"]
+        differ = [k for k in keys if k in split and held.split.get(k) != split[k]]
+        if differ:
+            raise _NotRebuilt(
+                "split again, "
+                + ", ".join(f"{k} is {held.split.get(k)} instead of {split[k]}" for k in differ)
+            )
+        return frame.iloc[held.test_index], held.y[held.test_mask]
+
+    def _recommender_against(
+        self,
+        version: ModelVersion,
+        current: ModelVersion,
+        spec: ModelConfig,
+        gate: str,
+        primary: str,
+    ) -> GateResult:
+        """A recommender against production on the same held-out interactions, or a failed
+        gate that says why they cannot be compared.
+
+        Scoring production afresh on the candidate's held-out interactions would not be
+        fair: a recommender leaves out what each user bought in its own training part, and
+        production's training part may hold the candidate's test purchases (it cannot
+        recommend them, or it learnt them). Only when both were trained on the same data
+        with the same split are production's own stored metrics measured on the same
+        held-out interactions, which is what training compares too.
+        """
+        meta, theirs = version.meta, current.meta
+        same = meta.get("training_data") == theirs.get("training_data") and meta.get(
+            "split"
+        ) == theirs.get("split")
+        if not same:
+            return GateResult(
+                gate,
+                False,
+                f"production is now {current.ref}, which was trained on "
+                f"{theirs.get('training_data')} with another split than {version.ref} "
+                f"({meta.get('training_data')}), so their held-out interactions differ and "
+                f"the two cannot be compared: retrain {version.name} to judge it against "
+                f"{current.ref}",
+            )
+        result = beat_production(
+            spec,
+            version.metrics,
+            production=(current.ref, current.metrics),
+            primary_metric=primary,
+        )
+        assert result is not None
+        return result
 
     def rollback(
         self, name: str, *, alias: str = "production", reason: str = "", actor: str | None = None

@@ -7,6 +7,7 @@ nothing of the ledger: trials and results come back as data to be recorded.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -136,6 +137,71 @@ def _suggest(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+@dataclass(frozen=True)
+class HeldOut:
+    """The labelled rows of a frame, their labels as numbers, and the train/test split."""
+
+    labelled: pd.DataFrame  # the labelled rows, in the order the model sees them
+    positions: np.ndarray  # each labelled row's position in the frame
+    y: np.ndarray
+    classes: list[Any] | None
+    train_mask: np.ndarray
+    test_mask: np.ndarray
+    split: dict[str, Any]
+
+    @property
+    def test_index(self) -> np.ndarray:
+        """Positions of the test rows in the frame, in evaluation order."""
+        return self.positions[self.test_mask]
+
+
+def test_rows_fingerprint(test_index: np.ndarray) -> str:
+    """A hash of which rows of the training data were held out, and in which order."""
+    return hashlib.sha256(np.asarray(test_index, dtype="<i8").tobytes()).hexdigest()
+
+
+def hold_out(
+    name: str, cfg: ModelConfig, frame: pd.DataFrame, *, label: str, time_column: str | None
+) -> HeldOut:
+    """Split ``frame`` as training does: deterministic for a given frame and spec, so the
+    test rows of a version can be rebuilt later from its recorded training data."""
+    task = cfg.task
+    keep = frame[label].notna().to_numpy()
+    positions = np.flatnonzero(keep)
+    labelled = frame[keep]
+    split_cfg = cfg.split
+    if task == "ranking":
+        assert cfg.group is not None
+        if cfg.group not in frame:
+            raise TrainingError(
+                f"model '{name}': the group column '{cfg.group}' does not exist", model=name
+            )
+        # LightGBM ranks contiguous groups; a query's rows must also stay on one side
+        order = np.argsort(labelled[cfg.group].astype("string").to_numpy(), kind="stable")
+        labelled, positions = labelled.iloc[order], positions[order]
+        if split_cfg.by == "random":
+            split_cfg = SplitConfig(
+                by="group", column=cfg.group, test_size=split_cfg.test_size, seed=split_cfg.seed
+            )
+    labelled = labelled.reset_index(drop=True)
+    positive = cfg.label.positive if cfg.label is not None else None
+    y_all, classes = encode_labels(
+        task, labelled[label], model=name, column=label, positive=positive
+    )
+    train_mask, test_mask, split_info = split_frame(
+        labelled,
+        split_cfg,
+        model=name,
+        label=label,
+        time_column=time_column,
+        classification=task in CLASSIFICATION,
+    )
+    split_info["unlabelled_rows_dropped"] = int(len(frame) - len(labelled))
+    # lets a promotion check that re-splitting the recorded data gives the same rows
+    split_info["test_rows_sha256"] = test_rows_fingerprint(positions[test_mask])
+    return HeldOut(labelled, positions, y_all, classes, train_mask, test_mask, split_info)
+
+
 def train_model(
     name: str,
     cfg: ModelConfig,
@@ -169,37 +235,9 @@ def train_model(
     if not features:
         raise TrainingError(f"model '{name}': its feature list resolves to no column", model=name)
     algorithm = get_algorithm(cfg.algorithm, model=name)
-    keep = frame[label].notna().to_numpy()
-    positions = np.flatnonzero(keep)
-    labelled = frame[keep]
-    split_cfg = cfg.split
-    if task == "ranking":
-        assert cfg.group is not None
-        if cfg.group not in frame:
-            raise TrainingError(
-                f"model '{name}': the group column '{cfg.group}' does not exist", model=name
-            )
-        # LightGBM ranks contiguous groups; a query's rows must also stay on one side
-        order = np.argsort(labelled[cfg.group].astype("string").to_numpy(), kind="stable")
-        labelled, positions = labelled.iloc[order], positions[order]
-        if split_cfg.by == "random":
-            split_cfg = SplitConfig(
-                by="group", column=cfg.group, test_size=split_cfg.test_size, seed=split_cfg.seed
-            )
-    labelled = labelled.reset_index(drop=True)
-    positive = cfg.label.positive if cfg.label is not None else None
-    y_all, classes = encode_labels(
-        task, labelled[label], model=name, column=label, positive=positive
-    )
-    train_mask, test_mask, split_info = split_frame(
-        labelled,
-        split_cfg,
-        model=name,
-        label=label,
-        time_column=time_column,
-        classification=task in CLASSIFICATION,
-    )
-    split_info["unlabelled_rows_dropped"] = int(len(frame) - len(labelled))
+    held = hold_out(name, cfg, frame, label=label, time_column=time_column)
+    labelled, positions, y_all, classes = held.labelled, held.positions, held.y, held.classes
+    train_mask, test_mask, split_info = held.train_mask, held.test_mask, held.split
     if task in CLASSIFICATION and classes is not None:
         unseen = [classes[c] for c in range(len(classes)) if not (y_all[train_mask] == c).any()]
         if unseen:
