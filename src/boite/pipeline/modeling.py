@@ -146,11 +146,8 @@ class Rejudged:
         return out
 
     def why(self) -> str:
-        then = self.stale or "no production model"
-        return (
-            f"judged again against production {self.against}: when it was trained, "
-            f"production was {then}"
-        )
+        then = "there was none" if self.stale is None else f"it was {self.stale}"
+        return f"judged again against production {self.against}; when it was trained, {then}"
 
 
 def _actor() -> str:
