@@ -12,7 +12,15 @@ import pytest
 from boite.core.config import ModelConfig, parse_config
 from boite.errors import ConfigError
 from boite.fairness import check_limits, fairness_report
-from boite.registry.gates import GateReport, GateResult, judge
+from boite.registry.gates import (
+    GateReport,
+    GateResult,
+    beat_production,
+    is_production_gate,
+    judge,
+    production_gate_name,
+    rejudge,
+)
 
 
 def cfg(gates: dict[str, Any]) -> ModelConfig:
@@ -111,6 +119,30 @@ def test_beat_production_without_the_metric_fails() -> None:
         primary_metric="roc_auc",
     )
     assert not report.passed and "missing for one of the models" in report.results[0].message
+
+
+def test_rejudge_replaces_only_the_beat_production_result() -> None:
+    """At promotion only beating production can go stale: thresholds and fairness stand."""
+    spec = cfg({"roc_auc": ">= 0.7", "beat_production_by": 0.0})
+    stored = judge(
+        spec, {"roc_auc": 0.8}, production=("m@1", {"roc_auc": 0.75}), primary_metric="roc_auc"
+    )
+    fairness = GateResult("fairness demographic_parity_difference by sex", True, "fine")
+    stored = GateReport([*stored.results, fairness])
+    assert stored.passed
+    fresh = beat_production(
+        spec, {"roc_auc": 0.8}, production=("m@2", {"roc_auc": 0.85}), primary_metric="roc_auc"
+    )
+    assert fresh is not None and not fresh.passed and "vs production m@2" in fresh.message
+    again = rejudge(stored, fresh)
+    assert [r.gate for r in again.results] == [r.gate for r in stored.results]
+    assert again.results[0] == stored.results[0] and again.results[2] == fairness
+    assert again.results[1] == fresh and not again.passed
+    assert [r for r in stored.results if is_production_gate(r)] == [stored.results[1]]
+    assert production_gate_name(spec, "roc_auc") == fresh.gate
+    no_gate = cfg({"roc_auc": ">= 0.7"})
+    assert production_gate_name(no_gate, "roc_auc") is None
+    assert beat_production(no_gate, {}, production=None, primary_metric="roc_auc") is None
 
 
 def test_fairness_limits_become_gates() -> None:
