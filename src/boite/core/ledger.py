@@ -16,7 +16,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -145,6 +145,11 @@ _EDGE_INSERT = t.edges.insert()
 _METRIC_INSERT = t.metrics.insert()
 _METRIC_KEYS = ("run_id", "key", "value", "step", "recorded_at")
 _SEARCH_OPS = {">": "__gt__", ">=": "__ge__", "<": "__lt__", "<=": "__le__", "=": "__eq__"}
+_METRICS_OF = (
+    sa.select(t.metrics.c.run_id, t.metrics.c.key, t.metrics.c.value)
+    .where(t.metrics.c.run_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(t.metrics.c.id)
+)
 # IN lists are cut to this many ids: far below every backend's limit on parameters.
 _IN_CHUNK = 500
 
@@ -229,10 +234,53 @@ def _artifact(row: Any) -> ArtifactRecord:
     )
 
 
+_RUN_FIELDS = tuple(f.name for f in fields(RunRecord))
+
+
 def _run(row: Any) -> RunRecord:
-    # Positional: the runs table's columns are RunRecord's fields, in order (a test
-    # guards it); a dict per row and keyword arguments cost more than the query.
-    return RunRecord(*row[:7], _aware(row[7]), _aware(row[8]), *row[9:20])  # type: ignore[arg-type]
+    # Built from the row's positions (the runs table's columns are RunRecord's
+    # fields, in order; a test guards it) and without the frozen dataclass's
+    # __init__, which sets each of the 20 fields through object.__setattr__: for
+    # a search or a listing, building records cost as much as the query itself.
+    values = list(row[:20])
+    values[7] = _aware(values[7])
+    values[8] = _aware(values[8])
+    record = object.__new__(RunRecord)
+    record.__dict__.update(zip(_RUN_FIELDS, values, strict=True))
+    return record
+
+
+def _search_query(op: str, step: bool, kind: bool, limit: bool) -> sa.Select[Any]:
+    """The search statement for one shape of filter, its values left as parameters."""
+    m = t.metrics
+    newer = t.metrics.alias("newer")
+    # The latest value is the one with no later row of the same run and key: an
+    # index seek per candidate on ix_metrics_run_key, where grouping all of the
+    # key's rows (a whole training curve per run) would read every one.
+    query = (
+        sa.select(t.runs, m.c.value)
+        .join(m, m.c.run_id == t.runs.c.id)
+        .where(
+            m.c.key == sa.bindparam("metric"),
+            getattr(m.c.value, _SEARCH_OPS[op])(sa.bindparam("bound", type_=sa.Float)),
+            ~sa.exists().where(
+                newer.c.run_id == m.c.run_id, newer.c.key == m.c.key, newer.c.id > m.c.id
+            ),
+        )
+        .order_by(m.c.value.desc())
+    )
+    if step:
+        query = query.where(t.runs.c.step == sa.bindparam("step"))
+    if kind:
+        query = query.where(t.runs.c.kind == sa.bindparam("kind"))
+    if limit:
+        query = query.limit(sa.bindparam("limit", type_=sa.Integer))
+    return query
+
+
+# Built once per shape and reused: building the statement and its cache key took
+# longer than SQLite's whole search over 1,000 runs.
+_SEARCHES: dict[tuple[str, bool, bool, bool], sa.Select[Any]] = {}
 
 
 def _finite(value: Any, key: str, where: str) -> float:
@@ -637,28 +685,19 @@ class Ledger:
                 "For example search_runs(metric='auc', op='>', value=0.7)."
             )
         bound = _finite(value, metric, "search_runs")
-        latest = (
-            sa.select(t.metrics.c.run_id, sa.func.max(t.metrics.c.id).label("id"))
-            .where(t.metrics.c.key == metric)
-            .group_by(t.metrics.c.run_id)
-            .subquery()
-        )
-        chosen = t.metrics.alias("chosen")
-        query = (
-            sa.select(t.runs, chosen.c.value.label("metric_value"))
-            .join(latest, latest.c.run_id == t.runs.c.id)
-            .join(chosen, chosen.c.id == latest.c.id)
-            .where(getattr(chosen.c.value, _SEARCH_OPS[op])(bound))
-            .order_by(chosen.c.value.desc())
-        )
+        shape = (op, step is not None, kind is not None, limit is not None)
+        query = _SEARCHES.get(shape)
+        if query is None:
+            query = _SEARCHES[shape] = _search_query(*shape)
+        params: dict[str, Any] = {"metric": metric, "bound": bound}
         if step is not None:
-            query = query.where(t.runs.c.step == step)
+            params["step"] = step
         if kind is not None:
-            query = query.where(t.runs.c.kind == kind)
+            params["kind"] = kind
         if limit is not None:
-            query = query.limit(limit)
+            params["limit"] = limit
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(query, params).all()
         return [(_run(row), float(row[20])) for row in rows]
 
     def interrupt_stale_runs(self) -> int:
@@ -726,14 +765,9 @@ class Ledger:
         """
         ids = list(dict.fromkeys(run_ids))
         out: dict[str, dict[str, float]] = {run_id: {} for run_id in ids}
-        m = t.metrics
         with self.engine.connect() as conn:
             for first in range(0, len(ids), _IN_CHUNK):
-                rows = conn.execute(
-                    sa.select(m.c.run_id, m.c.key, m.c.value)
-                    .where(m.c.run_id.in_(ids[first : first + _IN_CHUNK]))
-                    .order_by(m.c.id)
-                ).all()
+                rows = conn.execute(_METRICS_OF, {"ids": ids[first : first + _IN_CHUNK]}).all()
                 for run_id, key, value in rows:
                     out[run_id][key] = value
         return out
