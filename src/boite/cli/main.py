@@ -51,6 +51,15 @@ def _models() -> None:
 
 _models()
 
+
+def _serving() -> None:
+    from boite.cli.serving import register
+
+    register(app)
+
+
+_serving()
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 ProjectOption = Annotated[

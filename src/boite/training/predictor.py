@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from boite.training.preprocess import Preprocessor
+
+# Up to this many rows, LightGBM predicts on the calling thread.
+SMALL_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,22 @@ class Predictor:
     def features(self) -> tuple[str, ...]:
         return self.preprocessor.features
 
+    @cached_property
+    def _single_thread(self) -> Callable[[np.ndarray], Any]:
+        """LightGBM's predict on the calling thread, its predictor built once.
+
+        ``Booster.predict`` builds a predictor on every call, which costs more than
+        scoring one row; the prebuilt one is LightGBM's private API, so any change
+        there falls back to the public call.
+        """
+        try:
+            from lightgbm.basic import _InnerPredictor
+
+            inner = _InnerPredictor.from_booster(self.model, {"num_threads": 1})
+            return inner.predict
+        except Exception:  # pragma: no cover - depends on LightGBM's internals
+            return lambda X: self.model.predict(X, num_threads=1)
+
     def scores_of(self, X: np.ndarray) -> np.ndarray:
         if self.task == "clustering":
             return np.asarray(self.model.predict(X))
@@ -66,6 +86,9 @@ class Predictor:
 
             return predict_state(self.model, X, task=self.task)
         if self.flavor == "lightgbm":
+            if len(X) <= SMALL_BATCH:
+                # OpenMP threads cost ~1 ms to wake for a few rows (10x the work itself)
+                return np.asarray(self._single_thread(X))
             return np.asarray(self.model.predict(X))
         if self.task == "binary_classification":
             return np.asarray(self.model.predict_proba(X))[:, 1]

@@ -1,0 +1,206 @@
+"""The prediction log: every row scored, written off the hot path.
+
+A request only appends a tuple to an in-memory buffer (one ``list.append``
+under the GIL). A background thread turns the buffer into one Parquet file per
+model version every ``flush_seconds`` or ``flush_rows`` rows, whichever comes
+first, and a :class:`LogSink` stores it; the default sink puts it in the
+artifact store and registers it in the ledger as a ``prediction_log`` artifact
+(one partition), produced by a ``log`` run that consumed the model version.
+
+Durability: a clean shutdown flushes everything. A crash (SIGKILL, power loss)
+loses at most the rows of the last ``flush_seconds`` or ``flush_rows``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+import pyarrow as pa
+
+from boite.serving.model import ServedModel
+
+PREDICTION_LOG = "prediction_log"
+logger = logging.getLogger("boite.serving.log")
+
+# The rows kept when the sink keeps failing: beyond this, the oldest are dropped
+# (and counted) rather than exhausting the server's memory.
+MAX_PENDING_ROWS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Entry:
+    request_id: str
+    at_us: int
+    role: str  # champion | challenger | shadow
+    served: bool  # did this answer reach the client
+    entities: Sequence[dict[str, Any]] | None
+    rows: Sequence[Sequence[Any]]
+    outputs: Sequence[Any]
+    latency_ms: float
+    missing: Sequence[str | None] | None = None  # per row: views with no online value
+
+
+class LogSink(Protocol):
+    def write(self, model: ServedModel, table: pa.Table) -> None: ...
+
+
+def _column(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # a feature given with mixed kinds across requests: kept, as text
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def to_table(model: ServedModel, entries: Sequence[Entry]) -> pa.Table:
+    """One row per scored row, with the features as they were used."""
+    request_ids: list[str] = []
+    times: list[int] = []
+    roles: list[str] = []
+    served: list[bool] = []
+    index: list[int] = []
+    predictions: list[float | None] = []
+    outputs: list[str | None] = []
+    latency: list[float] = []
+    missing: list[str | None] = []
+    keys = [k for k in model.entity_keys if k not in model.inputs]
+    key_values: list[list[Any]] = [[] for _ in keys]
+    features: list[list[Any]] = [[] for _ in model.inputs]
+    for entry in entries:
+        for i, (row, output) in enumerate(zip(entry.rows, entry.outputs, strict=True)):
+            request_ids.append(entry.request_id)
+            times.append(entry.at_us)
+            roles.append(entry.role)
+            served.append(entry.served)
+            index.append(i)
+            latency.append(entry.latency_ms)
+            if isinstance(output, bool) or not isinstance(output, int | float):
+                predictions.append(None)
+                outputs.append(orjson.dumps(output).decode())
+            else:
+                predictions.append(float(output))
+                outputs.append(None)
+            missing.append(entry.missing[i] if entry.missing else None)
+            for j, value in enumerate(row):
+                features[j].append(value)
+            for j, key in enumerate(keys):
+                entity = entry.entities[i] if entry.entities else None
+                key_values[j].append(None if entity is None else entity.get(key))
+    columns: dict[str, pa.Array] = {
+        "request_id": pa.array(request_ids, pa.string()),
+        "time": pa.array(times, pa.timestamp("us", tz="UTC")),
+        "model": pa.array([model.name] * len(times), pa.string()),
+        "version": pa.array([model.version] * len(times), pa.int64()),
+        "role": pa.array(roles, pa.string()),
+        "served": pa.array(served, pa.bool_()),
+        "row": pa.array(index, pa.int32()),
+    }
+    for key, values in zip(keys, key_values, strict=True):
+        columns[key] = pa.array([None if v is None else str(v) for v in values], pa.string())
+    for name, values in zip(model.inputs, features, strict=True):
+        if name not in columns:
+            columns[name] = _column(values)
+    columns["prediction"] = pa.array(predictions, pa.float64())
+    columns["output"] = pa.array(outputs, pa.string())
+    columns["missing_views"] = pa.array(missing, pa.string())
+    columns["latency_ms"] = pa.array(latency, pa.float64())
+    return pa.table(columns)
+
+
+class PredictionLog:
+    """Buffers entries per model version and flushes them from a background thread."""
+
+    def __init__(self, sink: LogSink, *, flush_rows: int = 5000, flush_seconds: float = 1.0):
+        self.sink = sink
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self._buffers: dict[tuple[str, int], tuple[ServedModel, list[Entry]]] = {}
+        self._rows = 0
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.written_rows = 0
+        self.dropped_rows = 0
+        self.failures = 0
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="boite-log", daemon=True)
+            self._thread.start()
+
+    def record(self, model: ServedModel, entry: Entry) -> None:
+        key = (model.name, model.version)
+        with self._lock:
+            slot = self._buffers.get(key)
+            if slot is None:
+                self._buffers[key] = (model, [entry])
+            else:
+                slot[1].append(entry)
+            self._rows += len(entry.rows)
+            full = self._rows >= self.flush_rows
+        if full:
+            self._wake.set()
+
+    @property
+    def pending_rows(self) -> int:
+        return self._rows
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> int:
+        """Write what is buffered now; returns the rows written."""
+        with self._flush_lock:
+            with self._lock:
+                buffers, self._buffers, self._rows = self._buffers, {}, 0
+            written = 0
+            for key, (model, entries) in buffers.items():
+                table = to_table(model, entries)
+                try:
+                    self.sink.write(model, table)
+                except Exception:
+                    self.failures += 1
+                    logger.exception("could not write %d logged rows of %s", table.num_rows, key)
+                    self._requeue(model, entries)
+                    continue
+                written += table.num_rows
+            self.written_rows += written
+            return written
+
+    def _requeue(self, model: ServedModel, entries: list[Entry]) -> None:
+        key = (model.name, model.version)
+        rows = sum(len(e.rows) for e in entries)
+        with self._lock:
+            if self._rows + rows > MAX_PENDING_ROWS:
+                self.dropped_rows += rows
+                logger.error("dropped %d logged rows of %s: the log sink keeps failing", rows, key)
+                return
+            slot = self._buffers.get(key)
+            self._buffers[key] = (model, entries + (slot[1] if slot else []))
+            self._rows += rows
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the thread and write everything still buffered."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        deadline = time.monotonic() + timeout
+        # a failing sink gets a few more tries, bounded in time
+        while self._rows and time.monotonic() < deadline:
+            failures = self.failures
+            self.flush()
+            if self.failures != failures:
+                time.sleep(0.2)
