@@ -60,6 +60,15 @@ def _serving() -> None:
 
 _serving()
 
+
+def _scoring() -> None:
+    from boite.cli.scoring import register
+
+    register(app)
+
+
+_scoring()
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 ProjectOption = Annotated[
