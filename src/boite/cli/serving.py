@@ -45,7 +45,13 @@ def _serve(
     project: Path,
 ) -> None:
     from boite.cli.main import _console, _open
-    from boite.pipeline.serving import ENV_VARIABLE, ROOT_VARIABLE, build_service, environment
+    from boite.pipeline.serving import (
+        ACCESS_LOG_VARIABLE,
+        ENV_VARIABLE,
+        ROOT_VARIABLE,
+        build_service,
+        environment,
+    )
     from boite.serving.server import run
 
     proj = _open(project)
@@ -70,6 +76,7 @@ def _serve(
         )
     os.environ[ROOT_VARIABLE] = str(proj.root)
     os.environ[ENV_VARIABLE] = env_name
+    os.environ[ACCESS_LOG_VARIABLE] = "1" if access_log else "0"
     proj.close()
     run(
         "boite.pipeline.serving:app_from_environment",

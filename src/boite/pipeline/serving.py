@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from boite.serving.service import Service
 
 ROOT_VARIABLE, ENV_VARIABLE = "BOITE_SERVE_ROOT", "BOITE_SERVE_ENV"
+ACCESS_LOG_VARIABLE = "BOITE_SERVE_ACCESS_LOG"
 
 
 def environment(project: Project, name: str) -> EnvironmentConfig:
@@ -233,5 +234,8 @@ def app_from_environment() -> FastAPI:
     """The uvicorn factory each worker process calls (the project and the environment
     come in environment variables set by ``boite serve``)."""
     from boite.pipeline.project import open_project
+    from boite.serving.server import configure_logging
 
+    # worker processes start fresh: the parent's logging setup does not reach them
+    configure_logging(access_log=os.environ.get(ACCESS_LOG_VARIABLE, "1") == "1")
     return create_app(open_project(os.environ[ROOT_VARIABLE]), os.environ[ENV_VARIABLE])
