@@ -271,7 +271,8 @@ class Server:
     sample: str = ""
 
     def start(self, cpus: set[int] | None) -> None:
-        self.log = DATA / "logs" / f"{self.name.replace(' ', '_').replace('/', '')}.log"
+        slug = "".join(c if c.isalnum() else "_" for c in self.name)
+        self.log = DATA / "logs" / f"{slug}.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)
         argv = [a.replace("{port}", str(self.port)) for a in self.argv]
         env = dict(os.environ) | self.env
