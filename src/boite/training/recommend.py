@@ -1,5 +1,7 @@
-"""Recommendation from implicit feedback: matrix factorization (implicit's ALS) and a
-popularity baseline, judged by precision, recall and NDCG at k on held-out interactions.
+"""Recommendation from implicit feedback: matrix factorization (implicit's ALS), a
+factorization machine with side features (PyTorch; see `boite.training.factorization`)
+and a popularity baseline, judged by precision, recall and NDCG at k on held-out
+interactions.
 
 A recommender's state is plain arrays (ids, factor matrices, what each user has
 already seen), so it is saved in the 'arrays' model format: no pickle.
@@ -15,9 +17,11 @@ import numpy as np
 import pandas as pd
 
 from boite.core.config import ModelConfig
+from boite.core.suggest import did_you_mean
 from boite.errors import TrainingError
+from boite.training.factorization import ALIASES as FM_ALIASES
 
-RECOMMENDERS = ("als", "popularity")
+RECOMMENDERS = ("als", "popularity", "factorization_machine")
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,10 @@ def fit_recommender(
     params: dict[str, Any],
     *,
     model: str,
+    user_side: pd.DataFrame | None = None,
+    item_side: pd.DataFrame | None = None,
 ) -> dict[str, np.ndarray]:
+    """The state a `Recommender` serves; side tables (a row per user / item) are for the FM."""
     matrix = _matrix(user_idx, item_idx, weights, (len(users), len(items)))
     seen = matrix.tocsr()
     seen.sort_indices()
@@ -97,6 +104,14 @@ def fit_recommender(
         "seen_indices": seen.indices.astype(np.int64),
     }
     if algorithm == "popularity":
+        return state
+    if algorithm in FM_ALIASES:
+        from boite.training.factorization import FactorizationMachine
+
+        fm = FactorizationMachine(params, model=model).fit(
+            user_idx, item_idx, len(users), len(items), user_side=user_side, item_side=item_side
+        )
+        state["user_factors"], state["item_factors"] = fm.factors()
         return state
     from implicit.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
@@ -159,21 +174,35 @@ def train_recommendation(
     time_column: str | None,
 ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, Any], float]:
     """(state, metrics, split description, fit seconds) on the frame's interactions."""
+    from boite.training.factorization import side_table
     from boite.training.split import split_frame
 
-    if cfg.algorithm not in RECOMMENDERS:
+    if cfg.algorithm not in RECOMMENDERS and cfg.algorithm not in FM_ALIASES:
+        guess = did_you_mean(cfg.algorithm, RECOMMENDERS + FM_ALIASES)
         raise TrainingError(
             f"model '{name}': a recommendation model uses one of {', '.join(RECOMMENDERS)}; "
             f"got '{cfg.algorithm}'",
             model=name,
+            hint=f"Did you mean '{guess}'?" if guess else None,
         )
     assert cfg.user and cfg.item
-    for column in (cfg.user, cfg.item):
+    side = cfg.user_features + cfg.item_features
+    if side and cfg.algorithm not in FM_ALIASES:
+        raise TrainingError(
+            f"model '{name}': {cfg.algorithm} cannot use user_features or item_features",
+            model=name,
+            hint="Side features need algorithm: factorization_machine; or remove them.",
+        )
+    for column in (cfg.user, cfg.item, *side):
         if column not in frame:
+            guess = did_you_mean(column, [str(c) for c in frame.columns])
             raise TrainingError(
-                f"model '{name}': the column '{column}' does not exist",
+                f"model '{name}': the column '{column}' does not exist in its interactions",
                 model=name,
-                hint="Columns: " + ", ".join(frame.columns) + ".",
+                hint=(f"Did you mean '{guess}'? " if guess else "")
+                + "Columns: "
+                + ", ".join(frame.columns)
+                + ".",
             )
     data = frame.dropna(subset=[cfg.user, cfg.item]).reset_index(drop=True)
     values = (
@@ -188,6 +217,15 @@ def train_recommendation(
     )
     user_codes, users = pd.factorize(data[cfg.user].astype(str), sort=True)
     item_codes, items = pd.factorize(data[cfg.item].astype(str), sort=True)
+    sides: dict[str, pd.DataFrame | None] = {"user_side": None, "item_side": None}
+    if cfg.user_features:
+        sides["user_side"] = side_table(
+            data, user_codes, np.asarray(users), cfg.user_features, model=name, of="user"
+        )
+    if cfg.item_features:
+        sides["item_side"] = side_table(
+            data, item_codes, np.asarray(items), cfg.item_features, model=name, of="item"
+        )
     started = time.perf_counter()
     state = fit_recommender(
         cfg.algorithm,
@@ -198,6 +236,7 @@ def train_recommendation(
         np.asarray(items),
         dict(cfg.params),
         model=name,
+        **sides,
     )
     fit_seconds = time.perf_counter() - started
     # judged on users seen in training who bought something new in the test part
