@@ -11,9 +11,9 @@ An item that few people bought shares its feature vectors with the items like it
 so it is placed by what they have in common; that is what side features are for.
 
 It learns from which (user, item) pairs occurred, each against an item drawn at
-random that the user is taken not to want: BPR (the default) maximises
-log σ(score(u, i) - score(u, j)); 'logistic' treats the drawn item as a 0 and the
-bought one as a 1. Epochs are bounded and every draw comes from the seed, so a
+random from those anyone bought, taken as one the user does not want: BPR (the
+default) maximises log σ(score(u, i) - score(u, j)); 'logistic' treats the drawn
+item as a 0 and the bought one as a 1. Epochs are bounded and every draw comes from the seed, so a
 fit on CPU with the same threads is repeatable to the bit.
 
 Serving: w0, the user's weights and the pairs within U are the same for all of a
@@ -177,7 +177,7 @@ class FactorizationMachine:
         previous = torch.get_num_threads()
         torch.set_num_threads(int(cfg["num_threads"]))
         try:
-            w0, w, V = self._train(torch, cfg, pairs, user_x, item_x, n_items, n_features)
+            w0, w, V = self._train(torch, cfg, pairs, user_x, item_x, n_features)
         finally:
             torch.set_num_threads(previous)
         self.w0_, self.w_, self.V_ = w0, w, V
@@ -192,7 +192,6 @@ class FactorizationMachine:
         pairs: np.ndarray,
         user_x: np.ndarray,
         item_x: np.ndarray,
-        n_items: int,
         n_features: int,
     ) -> tuple[float, np.ndarray, np.ndarray]:
         generator = torch.Generator().manual_seed(int(cfg["seed"]))
@@ -212,6 +211,9 @@ class FactorizationMachine:
         optimiser = torch.optim.Adam([w0, table], lr=float(cfg["learning_rate"]))
         ux, ix = torch.from_numpy(user_x), torch.from_numpy(item_x)
         users, items = torch.from_numpy(pairs[:, 0]), torch.from_numpy(pairs[:, 1])
+        # an item nobody bought in training (new in the catalogue) is no evidence of
+        # dislike: drawn as a negative it would sink, whatever its side features say
+        bought = np.unique(pairs[:, 1])
         logistic = cfg["loss"] == "logistic"
         reg, batch = float(cfg["regularization"]), int(cfg["batch_size"])
         F = torch.nn.functional
@@ -226,7 +228,7 @@ class FactorizationMachine:
 
         for _ in range(int(cfg["epochs"])):
             order = torch.from_numpy(rng.permutation(len(pairs)))
-            negatives = torch.from_numpy(rng.integers(0, n_items, len(pairs)))
+            negatives = torch.from_numpy(bought[rng.integers(0, len(bought), len(pairs))])
             for start in range(0, len(pairs), batch):
                 index = order[start : start + batch]
                 x = [ux[users[index]], ix[items[index]], ix[negatives[index]]]
