@@ -9,6 +9,7 @@ half-registered artifact.
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import math
 import operator
@@ -906,7 +907,10 @@ class Ledger:
             return {k: v for k, v in rows}
 
 
+@functools.cache
 def _user() -> str:
+    # Once per process: getpass reads four environment variables and the passwd
+    # database, a tenth of what recording a whole run costs.
     try:
         return getpass.getuser()
     except (KeyError, OSError):
