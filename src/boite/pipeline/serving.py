@@ -23,9 +23,8 @@ from boite.errors import ConfigError
 from boite.serving.model import Output, ServedModel
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
     from boite.pipeline.project import Project
+    from boite.serving.app import BoiteApp
     from boite.serving.service import Service
 
 ROOT_VARIABLE, ENV_VARIABLE = "BOITE_SERVE_ROOT", "BOITE_SERVE_ENV"
@@ -182,7 +181,7 @@ def build_service(project: Project, env_name: str) -> Service:
     return service
 
 
-def create_app(project: Project, env_name: str) -> FastAPI:
+def create_app(project: Project, env_name: str) -> BoiteApp:
     """The app serving ``env_name``; a ``serve`` run records the session in the ledger."""
     from boite.serving.app import create_app as make_app
     from boite.serving.auth import Tokens
@@ -230,7 +229,7 @@ def create_app(project: Project, env_name: str) -> FastAPI:
     return make_app(service, tokens=tokens, on_shutdown=[finish], reload_seconds=env.reload_seconds)
 
 
-def app_from_environment() -> FastAPI:
+def app_from_environment() -> BoiteApp:
     """The uvicorn factory each worker process calls (the project and the environment
     come in environment variables set by ``boite serve``)."""
     from boite.pipeline.project import open_project

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -29,12 +28,11 @@ from boite import __version__
 from boite.errors import BoiteError, RequestError
 from boite.serving import schemas
 from boite.serving.auth import Tokens
+from boite.serving.endpoints import Answer, Endpoints, FastPath, error_body
 from boite.serving.metrics import Metrics
-from boite.serving.oip import encode_outputs, parse_infer
-from boite.serving.service import Scored, Service
+from boite.serving.service import Service
 
 logger = logging.getLogger("boite.serving")
-access = logging.getLogger("boite.access")
 
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 JSON = "application/json"
@@ -45,16 +43,12 @@ def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None
 
 
 def _error(exc: BoiteError, request_id: str | None = None) -> Response:
-    status = exc.status if isinstance(exc, RequestError) else 400
-    body: dict[str, Any] = {"error": exc.message}
-    if isinstance(exc, RequestError) and exc.field:
-        body["field"] = exc.field
-    if exc.hint:
-        body["hint"] = exc.hint
-    headers = {"x-request-id": request_id} if request_id else None
-    if status == 401:
-        headers = {**(headers or {}), "www-authenticate": "Bearer"}
-    return _json(body, status, headers)
+    status, body, headers = error_body(exc)
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode()))
+    response = Response(body, status_code=status)
+    response.raw_headers = [*headers, (b"content-length", str(len(body)).encode())]
+    return response
 
 
 def create_app(
@@ -64,9 +58,8 @@ def create_app(
     metrics: Metrics | None = None,
     on_shutdown: list[Callable[[], None]] | None = None,
     reload_seconds: float | None = None,
-) -> FastAPI:
+) -> BoiteApp:
     metrics = metrics or Metrics()
-    limit = service.env.max_body_bytes
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -107,115 +100,38 @@ def create_app(
         lifespan=lifespan,
     )
 
-    # --- shared steps -----------------------------------------------------------------
-
-    def request_id_of(request: Request) -> str:
-        given = request.headers.get("x-request-id")
-        if given and _REQUEST_ID.match(given):
-            return given
-        return uuid.uuid4().hex
+    endpoints = Endpoints(service, tokens=tokens, metrics=metrics)
 
     def authorize(request: Request) -> None:
-        if tokens is not None:
-            tokens.check(request.headers.get("authorization"))
+        endpoints.authorize(request.headers.get("authorization"))
 
-    async def body_of(request: Request) -> Any:
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise RequestError("the Content-Length header is not a number", field="body")
-            if int(declared) > limit:
-                raise RequestError(
-                    f"the body has {int(declared)} bytes; this server takes at most {limit}",
-                    field="body",
-                    status=413,
-                    hint="Send fewer rows per request, or score in bulk with `boite predict`.",
-                )
-        chunks = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise RequestError(
-                    f"the body is over {limit} bytes, the most this server takes",
-                    field="body",
-                    status=413,
-                )
-            chunks.append(chunk)
-        raw = b"".join(chunks)
-        if not raw:
-            raise RequestError("the request has no body; send a JSON object", field="body")
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise RequestError(
-                f"the body is not valid JSON: {exc.msg} at character {exc.pos}",
-                field="body",
-                hint="NaN and Infinity are not JSON; send null for a missing value.",
-            ) from None
-
-    def finish(
-        endpoint: str,
-        started: float,
-        request_id: str,
-        content: Any,
-        scored: Scored | None = None,
-        status: int = 200,
-        model: str = "",
-        version: str = "",
-    ) -> Response:
-        after = None
-        if scored is not None:
-            model, version = scored.model.name, str(scored.model.version)
-            metrics.rows.labels(model, version, scored.role).inc(len(scored.predictions))
-            if scored.after is not None:
-                after = BackgroundTask(scored.after)
+    def respond(answer: Answer) -> Response:
         response = Response(
-            orjson.dumps(content),
-            status_code=status,
-            media_type=JSON,
-            headers={"x-request-id": request_id},
-            background=after,
+            answer.body,
+            status_code=answer.status,
+            background=None if answer.after is None else BackgroundTask(answer.after),
         )
-        elapsed = time.perf_counter() - started
-        metrics.requests.labels(endpoint, model, version, str(status)).inc()
-        metrics.latency.labels(endpoint, model, version).observe(elapsed)
-        if access.isEnabledFor(logging.INFO):
-            access.info(
-                orjson.dumps(
-                    {
-                        "request_id": request_id,
-                        "endpoint": endpoint,
-                        "model": model,
-                        "version": version,
-                        "status": status,
-                        "ms": round(elapsed * 1000, 3),
-                    }
-                ).decode()
-            )
+        response.raw_headers = [
+            *answer.headers,
+            (b"content-length", str(len(answer.body)).encode()),
+        ]
         return response
 
-    def failed(
-        endpoint: str, started: float, request_id: str, exc: BoiteError, name: str
+    async def call(
+        handler: Callable[[str, str | None, str, bytes], Answer],
+        endpoint: str,
+        name: str,
+        version: str | None,
+        request: Request,
     ) -> Response:
-        response = _error(exc, request_id)
-        known = name if name in service.routes else ""
-        metrics.requests.labels(endpoint, known, "", str(response.status_code)).inc()
-        metrics.latency.labels(endpoint, known, "").observe(time.perf_counter() - started)
-        if access.isEnabledFor(logging.INFO):
-            access.info(
-                orjson.dumps(
-                    {
-                        "request_id": request_id,
-                        "endpoint": endpoint,
-                        "model": known,
-                        "status": response.status_code,
-                        "error": exc.message,
-                        "field": getattr(exc, "field", None),
-                    }
-                ).decode()
-            )
-        return response
+        request_id = endpoints.request_id(request.headers.get("x-request-id"))
+        try:
+            authorize(request)
+            endpoints.check_length(request.headers.get("content-length"))
+            raw = await endpoints.read(request.stream())
+        except RequestError as exc:
+            return respond(endpoints.failed(endpoint, time.perf_counter(), request_id, exc, name))
+        return respond(handler(name, version, request_id, raw))
 
     # --- health and metadata ---------------------------------------------------------
 
@@ -314,36 +230,11 @@ def create_app(
         body, media = metrics.render()
         return Response(body, media_type=media)
 
-    # --- inference ---------------------------------------------------------------------
-
-    async def infer(name: str, version: str | None, request: Request) -> Response:
-        started = time.perf_counter()
-        request_id = request_id_of(request)
-        try:
-            authorize(request)
-            body = await body_of(request)
-            model, _ = service.version(name, version)
-            entities, features, given_id, requested = parse_infer(body, model)
-            if given_id:
-                request_id = given_id
-            scored = service.score(
-                name, version=version, entities=entities, features=features, request_id=request_id
-            )
-            content: dict[str, Any] = {
-                "model_name": name,
-                "model_version": str(scored.model.version),
-                "id": request_id,
-                "outputs": encode_outputs(scored.model, scored.predictions, requested),
-            }
-            if scored.warnings:
-                content["parameters"] = {"warnings": scored.warnings}
-            return finish("infer", started, request_id, content, scored)
-        except BoiteError as exc:
-            return failed("infer", started, request_id, exc, name)
+    # --- inference (the FastPath below answers these first; the routes document them) ---
 
     @app.post("/v2/models/{name}/infer", tags=["inference"], openapi_extra=schemas.INFER)
     async def infer_champion(name: str, request: Request) -> Response:
-        return await infer(name, None, request)
+        return await call(endpoints.infer, "infer", name, None, request)
 
     @app.post(
         "/v2/models/{name}/versions/{version}/infer",
@@ -351,34 +242,11 @@ def create_app(
         openapi_extra=schemas.INFER,
     )
     async def infer_version(name: str, version: str, request: Request) -> Response:
-        return await infer(name, version, request)
-
-    async def predict(name: str, version: str | None, request: Request) -> Response:
-        started = time.perf_counter()
-        request_id = request_id_of(request)
-        try:
-            authorize(request)
-            body = await body_of(request)
-            entities, features = schemas.parse_predict(body)
-            scored = service.score(
-                name, version=version, entities=entities, features=features, request_id=request_id
-            )
-            content: dict[str, Any] = {
-                "request_id": request_id,
-                "model": name,
-                "version": scored.model.version,
-                "role": scored.role,
-                "predictions": scored.predictions,
-            }
-            if scored.warnings:
-                content["warnings"] = scored.warnings
-            return finish("predict", started, request_id, content, scored)
-        except BoiteError as exc:
-            return failed("predict", started, request_id, exc, name)
+        return await call(endpoints.infer, "infer", name, version, request)
 
     @app.post("/v1/models/{name}/predict", tags=["inference"], openapi_extra=schemas.PREDICT)
     async def predict_champion(name: str, request: Request) -> Response:
-        return await predict(name, None, request)
+        return await call(endpoints.predict, "predict", name, None, request)
 
     @app.post(
         "/v1/models/{name}/versions/{version}/predict",
@@ -386,7 +254,7 @@ def create_app(
         openapi_extra=schemas.PREDICT,
     )
     async def predict_version(name: str, version: str, request: Request) -> Response:
-        return await predict(name, version, request)
+        return await call(endpoints.predict, "predict", name, version, request)
 
     # --- errors that never reach a handler ---------------------------------------------
 
@@ -407,4 +275,16 @@ def create_app(
         where = ".".join(str(p) for p in first.get("loc", ()))
         return _json({"error": first.get("msg", "invalid request"), "field": where}, 400)
 
-    return app
+    return BoiteApp(FastPath(app, endpoints), app, service)
+
+
+class BoiteApp:
+    """The ASGI app to serve: the fast path in front of FastAPI (``.api``)."""
+
+    def __init__(self, asgi: FastPath, api: FastAPI, service: Service) -> None:
+        self.asgi = asgi
+        self.api = api
+        self.service = service
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self.asgi(scope, receive, send)

@@ -11,15 +11,20 @@ option when each connection is made keeps it on in every mode.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
+import logging.handlers
 import os
+import queue
 import socket
 import sys
 import tempfile
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from boite.serving import accesslog
 
 
 def _nodelay(transport: Any) -> None:
@@ -35,12 +40,30 @@ class NoDelayHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
 
 
+_listener: logging.handlers.QueueListener | None = None
+
+
 def configure_logging(*, access_log: bool) -> None:
-    """Server messages as plain lines and access logs as JSON lines, on stderr."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    """Server messages as plain lines and access logs as JSON lines, on stderr.
+
+    Both are written by threads, so a request never waits for the terminal or
+    the file behind stderr.
+    """
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(logging.Formatter("%(message)s"))
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    _listener = logging.handlers.QueueListener(records, stream)
+    _listener.start()
+    atexit.register(_listener.stop)  # what is queued is written before the process ends
+    handler = logging.handlers.QueueHandler(records)
+    if access_log:
+        accesslog.enable(sys.stderr)
+    else:
+        accesslog.disable()
     for name, level in (
-        ("boite.access", logging.INFO if access_log else logging.WARNING),
         ("boite.serving", logging.INFO),
         ("boite.serving.log", logging.INFO),
     ):

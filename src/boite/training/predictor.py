@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -78,6 +81,75 @@ class Predictor:
         except Exception:  # pragma: no cover - depends on LightGBM's internals
             return lambda X: self.model.predict(X, num_threads=1)
 
+    @cached_property
+    def _one_row(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """LightGBM's single-row fast path (``LGBM_BoosterPredictForMatSingleRowFast``).
+
+        The serving path scores one row per request; this C entry point keeps its
+        setup (parsed parameters, buffers) between calls, so a row costs
+        microseconds. Its state is not safe to share between threads, hence one
+        per thread. Absent (None) if LightGBM's library does not offer it.
+        """
+        try:
+            from lightgbm.basic import _LIB, _safe_call
+        except ImportError:  # pragma: no cover - depends on LightGBM's internals
+            return None
+        if not hasattr(_LIB, "LGBM_BoosterPredictForMatSingleRowFast"):
+            return None  # pragma: no cover
+        booster = self.model
+        columns = booster.num_feature()
+        width = booster.num_model_per_iteration()
+        iterations = booster.best_iteration if booster.best_iteration > 0 else -1
+        local = threading.local()
+        configs: list[ctypes.c_void_p] = []
+
+        def free(handles: list[ctypes.c_void_p]) -> None:
+            for handle in handles:
+                _LIB.LGBM_FastConfigFree(handle)
+
+        weakref.finalize(self, free, configs)
+
+        def state() -> tuple[Any, Any, ctypes.c_void_p, np.ndarray]:
+            """This thread's fast-path state: (function, config, output pointer, output)."""
+            config = ctypes.c_void_p()
+            _safe_call(
+                _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+                    booster._handle,
+                    ctypes.c_int(0),  # C_API_PREDICT_NORMAL: probabilities, values
+                    ctypes.c_int(0),
+                    ctypes.c_int(iterations),
+                    ctypes.c_int(1),  # C_API_DTYPE_FLOAT64
+                    ctypes.c_int32(columns),
+                    ctypes.c_char_p(b"num_threads=1"),
+                    ctypes.byref(config),
+                )
+            )
+            configs.append(config)
+            out = np.empty(width, dtype=np.float64)
+            length = ctypes.c_int64(0)
+            call = _LIB.LGBM_BoosterPredictForMatSingleRowFast
+            local.state = (call, config, ctypes.byref(length), out)
+            return local.state
+
+        def predict(row: np.ndarray) -> np.ndarray:
+            call, config, length, out = getattr(local, "state", None) or state()
+            if row.dtype != np.float64 or not row.flags.c_contiguous:
+                row = np.ascontiguousarray(row, dtype=np.float64)
+            if row.shape != (columns,):
+                raise ValueError(f"expected {columns} features, got {row.shape}")
+            # raw addresses: building ctypes pointer objects costs more than the trees
+            _safe_call(
+                call(
+                    config,
+                    ctypes.c_void_p(row.ctypes.data),
+                    length,
+                    ctypes.c_void_p(out.ctypes.data),
+                )
+            )
+            return out.copy()
+
+        return predict
+
     def scores_of(self, X: np.ndarray) -> np.ndarray:
         if self.task == "clustering":
             return np.asarray(self.model.predict(X))
@@ -86,6 +158,9 @@ class Predictor:
 
             return predict_state(self.model, X, task=self.task)
         if self.flavor == "lightgbm":
+            if len(X) == 1 and self._one_row is not None:
+                out = self._one_row(X[0])
+                return out.reshape(1, -1) if self.task == "multiclass" else out[:1]
             if len(X) <= SMALL_BATCH:
                 # OpenMP threads cost ~1 ms to wake for a few rows (10x the work itself)
                 return np.asarray(self._single_thread(X))
