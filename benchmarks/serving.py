@@ -632,11 +632,24 @@ def main() -> int:
                 print(f"  {server.name}: FAILED, skipped: {exc}", flush=True)
         live = [s for s in targets if s.name not in failed]
         for rep in range(args.repeat):
-            shift = rep % len(live)
+            shift = rep % max(1, len(live))
             order = live[shift:] + live[:shift]
             for concurrency in (1, 8):
                 for server in order:
-                    result = load_run(server, concurrency, args, client_cpu)
+                    if server.name in failed:
+                        continue
+                    try:
+                        assert server.proc is not None
+                        if server.proc.poll() is not None:
+                            raise RuntimeError(
+                                f"the server exited ({server.proc.returncode}) during the run; "
+                                f"log:\n{server.log_tail()}"
+                            )
+                        result = load_run(server, concurrency, args, client_cpu)
+                    except RuntimeError as exc:  # a dead server: keep measuring the others
+                        failed[server.name] = str(exc)
+                        print(f"  {server.name}: FAILED, dropped: {exc}", flush=True)
+                        continue
                     results.setdefault((server.name, concurrency), []).append(result)
             print(
                 f"  repetition {rep + 1}/{args.repeat} done (load {os.getloadavg()[0]:.2f}): "
@@ -644,6 +657,7 @@ def main() -> int:
                     f"{s.name} {results[(s.name, 1)][-1]['p50_ms']:.3f} ms / "
                     f"{results[(s.name, 8)][-1]['rps']:.0f} req/s"
                     for s in live
+                    if s.name not in failed
                 ),
                 flush=True,
             )
@@ -659,7 +673,7 @@ def main() -> int:
         values = [r[key] for r in results[(name, c)]]
         return f"{min(values):{fmt}}–{max(values):{fmt}}"
 
-    live_names = [s.name for s in targets if (s.name, 1) in results]
+    live_names = [s.name for s in targets if (s.name, 1) in results and (s.name, 8) in results]
     print(
         f"\n(load average {' '.join(f'{v:.2f}' for v in load_before)} -> "
         f"{' '.join(f'{v:.2f}' for v in load_after)}; medians of {args.repeat} repetitions)"
@@ -730,7 +744,7 @@ def main() -> int:
         print(f"\n{name} did not start: {why.splitlines()[0]}")
 
     def have(name: str) -> bool:
-        return (name, 1) in results
+        return name in live_names
 
     print("\nratios (of the medians):")
     const, mlflow, bento, booster = "uvicorn constant", "MLflow", "BentoML", "uvicorn + Booster"
