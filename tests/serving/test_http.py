@@ -335,3 +335,30 @@ def test_the_log_holds_champion_and_shadow_rows(retail_root: Path, serve: Any) -
         assert serve_runs[0].status == "succeeded"
     finally:
         project.close()
+
+
+def test_feedback_over_http_joins_the_log_by_request_id(client: httpx.Client) -> None:
+    answer = client.post(
+        PREDICT,
+        json={"entities": [{"customer_id": "00042"}, {"customer_id": "00001"}]},
+        headers={"x-request-id": "fb-1"},
+    )
+    assert answer.status_code == 200
+    summary = client.post(
+        "/v1/models/repurchase/feedback",
+        json={
+            "labels": [
+                {"request_id": "fb-1", "row": 0, "bought_again_90d": 1},
+                {"request_id": "fb-1", "row": 1, "bought_again_90d": 0},
+                {"request_id": "never-served", "row": 0, "bought_again_90d": 1},
+            ]
+        },
+    )
+    assert summary.status_code == 200, summary.text
+    body = summary.json()
+    assert body["matched_by_id"] == 2 and body["unmatched"] == 1
+    assert {m["role"] for m in body["live"]} >= {"champion"}
+    bad = client.post("/v1/models/repurchase/feedback", json={"labels": [{"x": 1}]})
+    assert 400 <= bad.status_code < 500 and "error" in bad.json()
+    assert client.post("/v1/models/nope/feedback", json={"labels": [{"x": 1}]}).status_code == 404
+    assert client.post("/v1/models/repurchase/feedback", json={"label": []}).status_code == 400

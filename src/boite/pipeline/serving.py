@@ -226,7 +226,26 @@ def create_app(project: Project, env_name: str) -> BoiteApp:
 
     # a server stopped without its shutdown (a test's loop torn down) still closes its run
     atexit.register(finish)
-    return make_app(service, tokens=tokens, on_shutdown=[finish], reload_seconds=env.reload_seconds)
+
+    def feedback(
+        model: str, labels: list[dict[str, Any]], label_column: str | None, timestamp: str | None
+    ) -> dict[str, Any]:
+        from boite.pipeline.scoring import record_feedback
+
+        if service.log is not None:
+            service.log.flush()  # so that labels for the latest answers find them
+        summary = record_feedback(
+            project, model, labels, label_column=label_column, timestamp=timestamp
+        )
+        return summary.to_dict()
+
+    return make_app(
+        service,
+        tokens=tokens,
+        on_shutdown=[finish],
+        reload_seconds=env.reload_seconds,
+        feedback=feedback,
+    )
 
 
 def app_from_environment() -> BoiteApp:

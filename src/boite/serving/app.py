@@ -34,6 +34,9 @@ from boite.serving.service import Service
 
 logger = logging.getLogger("boite.serving")
 
+# (model, labels, label column or None, time column or None) -> a JSON-ready summary
+Feedback = Callable[[str, list[dict[str, Any]], str | None, str | None], dict[str, Any]]
+
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 JSON = "application/json"
 
@@ -58,6 +61,7 @@ def create_app(
     metrics: Metrics | None = None,
     on_shutdown: list[Callable[[], None]] | None = None,
     reload_seconds: float | None = None,
+    feedback: Feedback | None = None,
 ) -> BoiteApp:
     metrics = metrics or Metrics()
 
@@ -255,6 +259,28 @@ def create_app(
     )
     async def predict_version(name: str, version: str, request: Request) -> Response:
         return await call(endpoints.predict, "predict", name, version, request)
+
+    # --- feedback ------------------------------------------------------------------------
+
+    @app.post("/v1/models/{name}/feedback", tags=["feedback"], openapi_extra=schemas.FEEDBACK)
+    async def give_feedback(name: str, request: Request) -> Response:
+        """Labels for earlier predictions, by request id (and row) or by entity and time."""
+        request_id = endpoints.request_id(request.headers.get("x-request-id"))
+        try:
+            authorize(request)
+            endpoints.check_length(request.headers.get("content-length"))
+            body = endpoints.parse(await endpoints.read(request.stream()))
+            labels, label_column, timestamp = schemas.parse_feedback(body)
+            service.route(name)
+            if feedback is None:
+                raise RequestError(
+                    "this server does not take feedback", field="model_name", status=404
+                )
+            # joins and ledger writes: off the event loop, which keeps answering
+            summary = await asyncio.to_thread(feedback, name, labels, label_column, timestamp)
+        except BoiteError as exc:
+            return _error(exc, request_id)
+        return _json(summary, headers={"x-request-id": request_id})
 
     # --- errors that never reach a handler ---------------------------------------------
 

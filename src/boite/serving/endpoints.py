@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from boite.errors import BoiteError, RequestError
+from boite.errors import BoiteError, NotFoundError, RequestError, UserError
 from boite.serving import accesslog, schemas
 from boite.serving.auth import Tokens
 from boite.serving.metrics import Metrics
@@ -39,7 +39,12 @@ class Answer:
 
 
 def error_body(exc: BoiteError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    status = exc.status if isinstance(exc, RequestError) else 400
+    if isinstance(exc, RequestError):
+        status = exc.status
+    elif isinstance(exc, UserError):
+        status = 404 if isinstance(exc, NotFoundError) else 400
+    else:
+        status = 500  # a fault of boite's, not of the request
     body: dict[str, Any] = {"error": exc.message}
     if isinstance(exc, RequestError) and exc.field:
         body["field"] = exc.field

@@ -74,6 +74,30 @@ INFER: dict[str, Any] = {
 }
 
 
+FEEDBACK: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["labels"],
+                    "description": "Ground truth for earlier predictions: each label row has "
+                    "a request_id (and row), or the entity keys and a time.",
+                    "properties": {
+                        "labels": _ROWS,
+                        "label_column": {"type": "string"},
+                        "timestamp": {"type": "string"},
+                    },
+                    "additionalProperties": False,
+                    "example": {"labels": [{"request_id": "abc", "bought_again_90d": 1}]},
+                }
+            }
+        },
+    }
+}
+
+
 def _rows(body: dict[str, Any], key: str) -> list[dict[str, Any]] | None:
     value = body.get(key)
     if value is None:
@@ -116,3 +140,26 @@ def parse_predict(body: Any) -> tuple[list[dict[str, Any]] | None, list[dict[str
             hint='For example {"entities": [{"customer_id": "00042"}]}.',
         )
     return entities, features
+
+
+def parse_feedback(body: Any) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """(labels, label column, time column) of a feedback request."""
+    if not isinstance(body, dict):
+        raise RequestError("the request body must be a JSON object", field="body")
+    unknown = sorted(set(body) - {"labels", "label_column", "timestamp"})
+    if unknown:
+        raise RequestError(
+            f"unknown key {unknown[0]!r} in the feedback",
+            field=unknown[0],
+            hint="Feedback has 'labels' and, optionally, 'label_column' and 'timestamp'.",
+        )
+    labels = _rows(body, "labels")
+    if not labels:
+        raise RequestError("the feedback has no labels", field="labels")
+    options = []
+    for key in ("label_column", "timestamp"):
+        value = body.get(key)
+        if value is not None and not isinstance(value, str):
+            raise RequestError(f"'{key}' must be a column name", field=key)
+        options.append(value)
+    return labels, options[0], options[1]
