@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -362,3 +365,35 @@ def test_feedback_over_http_joins_the_log_by_request_id(client: httpx.Client) ->
     assert 400 <= bad.status_code < 500 and "error" in bad.json()
     assert client.post("/v1/models/nope/feedback", json={"labels": [{"x": 1}]}).status_code == 404
     assert client.post("/v1/models/repurchase/feedback", json={"label": []}).status_code == 400
+
+
+def test_champion_and_shadow_side_by_side_on_live_traffic(
+    server: Server, client: httpx.Client
+) -> None:
+    from boite.pipeline.live import live_comparison
+
+    for i in range(5):
+        client.post(
+            PREDICT,
+            json={"entities": [{"customer_id": f"{i + 1:05d}"}]},
+            headers={"x-request-id": f"live-{i}"},
+        )
+    time.sleep(0.3)  # the shadow scores after the answer has gone
+    server.app.service.log.flush()
+    frame = live_comparison(server.project, "repurchase").set_index(["version", "role"])
+    champion, shadow = frame.loc[(1, "champion")], frame.loc[(2, "shadow")]
+    assert champion["rows"] >= 5 and shadow["rows"] >= 5
+    assert shadow["paired_rows"] >= 5 and 0 <= shadow["mean_abs_difference"] < 1
+    assert np.isnan(champion["paired_rows"])
+    assert champion["latency_p50_ms"] > 0
+    # the labels given in the feedback test: live metrics by version and role
+    assert champion["labelled"] >= 2
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "boite"), "models", "compare", "repurchase", "--live"],
+        cwd=server.project.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "repurchase@2 shadow" in result.stdout and "mean_abs_difference" in result.stdout

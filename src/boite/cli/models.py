@@ -240,13 +240,60 @@ def _card(ref: str, output: Path | None, project: Path) -> None:
 
 @models_app.command("compare")
 def compare(
-    refs: Annotated[list[str], typer.Argument(help="Two or more NAME@N.")],
+    refs: Annotated[list[str], typer.Argument(help="Two or more NAME@N (with --live: NAME).")],
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Compare the versions on live traffic: the prediction log and its labels.",
+        ),
+    ] = False,
     project: ProjectOption = Path("."),
 ) -> None:
-    """Versions side by side: metrics, parameters, data and gates."""
+    """Versions side by side: metrics, parameters, data and gates (or live traffic)."""
     from boite.cli.main import handles_errors
 
-    handles_errors(_compare)(refs, project)
+    handles_errors(_compare_live if live else _compare)(refs, project)
+
+
+def _compare_live(refs: list[str], project: Path) -> None:
+    import math
+
+    from rich.table import Table
+
+    from boite.errors import UserError
+    from boite.pipeline.live import live_comparison
+    from boite.registry.registry import parse_ref
+
+    names = {parse_ref(r)[0] for r in refs}
+    if len(names) != 1:
+        raise UserError(
+            "--live compares the versions of one model on its traffic; name one model",
+            hint="e.g. boite models compare repurchase --live",
+        )
+    console, proj = _ctx(project)
+    (name,) = names
+    frame = live_comparison(proj, name)
+    wanted = {parse_ref(r)[1] for r in refs} - {None}
+    if wanted:
+        frame = frame[frame["version"].isin(wanted)]
+    table = Table(show_edge=False, pad_edge=False, title=f"{name} on live traffic")
+    table.add_column("")
+    for _, row in frame.iterrows():
+        table.add_column(f"{name}@{row['version']} {row['role']}")
+    skip = {"version", "role"}
+
+    def cell(value: object) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value)
+
+    for column in frame.columns:
+        if column not in skip:
+            table.add_row(column, *(cell(v) for v in frame[column]))
+    console.print(table)
 
 
 def _compare(refs: list[str], project: Path) -> None:
