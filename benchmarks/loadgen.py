@@ -18,7 +18,7 @@ row on each request). It prints one JSON object on its last line: the count,
 errors, wall seconds, requests/s, latency percentiles in milliseconds (from
 per-request ``perf_counter_ns`` timings) and the client's own CPU use over the
 measured wall time. A client CPU share near 100 % means the client, not the
-server, set the pace; serving.py pins this process to a core of its own.
+server, set the pace (`--cpu N` pins it to one CPU; serving.py does so with `--pin`).
 
     .venv/bin/python benchmarks/loadgen.py --port 8000 --path /predict \
         --bodies bodies.jsonl --concurrency 8 --requests 20000 --seconds 5
