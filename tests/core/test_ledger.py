@@ -26,6 +26,7 @@ from boite.core.ledger import (
     current_revision,
     make_engine,
     migrate,
+    render_insert,
 )
 from boite.errors import NotFoundError
 
@@ -398,3 +399,17 @@ def test_metrics_of_many_runs_in_one_call(tmp_path: Path) -> None:
     assert ledger.metrics_of(["nope"]) == {"nope": {}}
     matched = ledger.search_runs(metric="auc", op=">", value=0.9, step="search")
     assert len(matched) == sum(1 for i in range(1, 1200, 2) if i / 1200 > 0.9) + 1
+
+
+def test_the_prepared_metric_insert_is_portable() -> None:
+    # log_metric runs SQLAlchemy's own rendering of the INSERT on the DBAPI cursor:
+    # named parameters and no RETURNING on PostgreSQL, positional on SQLite.
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    keys = ("run_id", "key", "value", "step", "recorded_at")
+    for dialect in (postgresql.psycopg2.dialect(), postgresql.psycopg.dialect()):
+        sql, order = render_insert(ledger_schema.metrics, keys, dialect)
+        assert order is None
+        assert "%(run_id)s" in sql and "%(recorded_at)s" in sql and "RETURNING" not in sql
+    sql, order = render_insert(ledger_schema.metrics, keys, sqlite.pysqlite.dialect())
+    assert order == keys and sql.count("?") == 5 and "RETURNING" not in sql

@@ -155,6 +155,20 @@ _METRICS_OF = (
 _IN_CHUNK = 500
 
 
+def render_insert(
+    table: sa.Table, keys: Sequence[str], dialect: sa.engine.Dialect
+) -> tuple[str, tuple[str, ...] | None]:
+    """An INSERT of ``keys`` into ``table`` as the dialect's SQL, and the order of its
+    parameters when the dialect's paramstyle is positional (``None`` when named)."""
+    # inline(): no implicit RETURNING of the new id (PostgreSQL would add one), as
+    # nothing reads it and a DBAPI executemany cannot return it.
+    compiled = table.insert().inline().compile(dialect=dialect, column_keys=list(keys))
+    if compiled.positional:
+        # Bind names are the column keys (an INSERT without literal values).
+        return str(compiled), tuple(compiled.positiontup or keys)
+    return str(compiled), None
+
+
 class _PreparedInsert:
     """An INSERT rendered once for the engine's dialect, run straight on a DBAPI cursor.
 
@@ -168,12 +182,10 @@ class _PreparedInsert:
 
     def __init__(self, engine: Engine, table: sa.Table, keys: Sequence[str]) -> None:
         dialect = engine.dialect
-        compiled = table.insert().compile(dialect=dialect, column_keys=list(keys))
         self.engine = engine
-        self.sql = str(compiled)
-        self.positional = bool(compiled.positional)
-        # Bind names are the column keys (an INSERT without literal values).
-        self.order = tuple(compiled.positiontup or keys) if self.positional else tuple(keys)
+        self.sql, positions = render_insert(table, keys, dialect)
+        self.positional = positions is not None
+        self.order = positions if positions is not None else tuple(keys)
         self.convert = [
             (i, name, fn)
             for i, name in enumerate(self.order)
