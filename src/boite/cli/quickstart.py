@@ -66,6 +66,7 @@ def run_quickstart(folder: Path, *, force: bool, console: Console) -> int:
     console.print(table)
     _feature_store_tour(project, console)
     _train_and_promote(project, console)
+    _serve_and_score(project, console)
     rel = _display(target)
     console.print("\n[bold]Try next[/bold]", markup=True)
     for line in (
@@ -79,6 +80,10 @@ def run_quickstart(folder: Path, *, force: bool, console: Console) -> int:
         "boite models list                             # versions, aliases, metrics",
         "boite models show repurchase@1                # the model card",
         "boite train repurchase --trials 8             # a new version, judged by its gates",
+        "boite serve --env production                  # the REST server on 127.0.0.1:8080",
+        "boite models compare repurchase --live        # champion and shadow on live traffic",
+        "boite predict repurchase --input customers.parquet --as-of 1998-06-30 "
+        "--output scores.parquet",
         "python -c \"import boite; print(boite.open_project().dataset('repurchase_labels')"
         '.to_pandas().head())"',
         "edit transforms/customer_daily.sql, then `boite status` and `boite run`",
@@ -135,6 +140,78 @@ def _train_and_promote(project: Any, console: Console) -> None:
         del event
     elif current is not None:
         console.print(f"Production stays {current.ref}.", markup=False)
+
+
+def _serve_and_score(project: Any, console: Console) -> None:
+    """Serve production (with a challenger in shadow), send traffic (a share of it
+    drifted, so that monitoring has something to find), stop, and score a batch."""
+    from boite.serving.traffic import TrafficReport, send_traffic, serve_in_background
+
+    challenger = _challenger(project, console)
+    customers = _customers(project)
+    with (
+        console.status("serving production and sending traffic…"),
+        serve_in_background(project.root, "production") as url,
+    ):
+        report: TrafficReport = send_traffic(
+            url, "repurchase", customers, requests=400, drifted_share=0.2, seconds=60
+        )
+    console.print(
+        f"Served {report.ok:,} requests on {url} (p50 {report.p50_ms:.2f} ms, "
+        f"p99 {report.p99_ms:.2f} ms, {report.errors} errors): mean score "
+        f"{report.mean_score:.3f} on usual customers, {report.mean_drifted:.3f} on the "
+        f"{report.drifted} drifted ones"
+        + (f"; {challenger} scored every request in shadow." if challenger else "."),
+        markup=False,
+    )
+    log_rows = sum(r.rows or 0 for r in project.ledger.versions("prediction_log", "repurchase"))
+    console.print(f"The prediction log holds {log_rows:,} rows in the ledger.", markup=False)
+    from boite.pipeline.scoring import score_batch
+
+    with console.status("scoring every customer as of 1998-06-30…"):
+        result = score_batch(
+            project,
+            "repurchase",
+            project.root / "customers.parquet",
+            as_of="1998-06-30",
+            output=project.root / "scores.parquet",
+        )
+    console.print(
+        f"Batch: {result.rows:,} customers scored with {result.model_version} in "
+        f"{result.seconds:.1f} s into scores.parquet (with its lineage in the ledger).",
+        markup=False,
+    )
+
+
+def _challenger(project: Any, console: Console) -> str | None:
+    """A second version (no search) as challenger, if its gates let it."""
+    from boite.errors import RegistryError
+
+    current = project.models.registry.alias("repurchase", "challenger")
+    if current is not None:
+        return str(current.ref)
+    with console.status("training a challenger (no search)…"):
+        version = project.train("repurchase", trials=0).version
+    production = project.models.registry.alias("repurchase", "production")
+    if production is None or version.version == production.version:
+        return None
+    try:
+        project.promote(version.ref, to="challenger", reason="quickstart: watch it in shadow")
+    except RegistryError as exc:
+        console.print(f"{version.ref} stays out of the challenger seat: {exc.message}")
+        return None
+    return str(version.ref)
+
+
+def _customers(project: Any) -> list[str]:
+    """Every customer with features, written to customers.parquet for the batch."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = project.dataset("customer_activity").to_pandas()
+    ids = sorted(frame["customer_id"].astype(str).unique())
+    pq.write_table(pa.table({"customer_id": ids}), project.root / "customers.parquet")
+    return ids
 
 
 def _display(path: Path) -> str:

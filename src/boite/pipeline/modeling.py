@@ -680,7 +680,10 @@ class Models:
             )
         gates = GateReport.from_dict(version.gates)
         details: dict[str, Any] | None = None
-        fresh = self._rejudge(version) if to in GATED_ALIASES else None
+        # A challenger is there to be measured against production on live traffic, so
+        # it need not beat production first: only its thresholds and fairness limits
+        # bar it (the beat-production verdict still goes on the record).
+        fresh = self._rejudge(version) if to == "production" else None
         if fresh is not None:
             # the stored verdict was judged against a production that has gone: the
             # fresh one decides, and goes on the alias move (the version stays as it was)
@@ -688,8 +691,9 @@ class Models:
             details = fresh.details()
         elif to in GATED_ALIASES:
             details = {"gates": gates.to_dict()}
-        if to in GATED_ALIASES and not gates.passed:
-            failed = "; ".join(r.message for r in gates.failed)
+        blocking = [r for r in gates.failed if to == "production" or not is_production_gate(r)]
+        if to in GATED_ALIASES and blocking:
+            failed = "; ".join(r.message for r in blocking)
             if not force:
                 moved = "" if fresh is None else f" ({fresh.why()})"
                 raise RegistryError(
@@ -711,7 +715,7 @@ class Models:
             to,
             actor=actor or _actor(),
             reason=reason,
-            forced=force and not gates.passed,
+            forced=force and to in GATED_ALIASES and bool(blocking),
             details=details,
         )
 
