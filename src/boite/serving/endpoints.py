@@ -62,6 +62,7 @@ class Endpoints:
         self.tokens = tokens
         self.metrics = metrics
         self.limit = service.env.max_body_bytes
+        self._children: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
 
     # --- the steps every request takes -------------------------------------------------
 
@@ -164,11 +165,21 @@ class Endpoints:
         self, endpoint: str, started: float, request_id: str, content: Any, scored: Scored
     ) -> Answer:
         model, version = scored.model.name, str(scored.model.version)
-        metrics = self.metrics
-        metrics.rows.labels(model, version, scored.role).inc(len(scored.predictions))
+        key = (endpoint, model, version, scored.role)
+        children = self._children.get(key)
+        if children is None:
+            # looking a labelled child up costs a lock and a tuple hash per metric
+            metrics = self.metrics
+            children = self._children[key] = (
+                metrics.rows.labels(model, version, scored.role),
+                metrics.requests.labels(endpoint, model, version, "200"),
+                metrics.latency.labels(endpoint, model, version),
+            )
+        rows, requests, latency = children
+        rows.inc(len(scored.predictions))
         elapsed = time.perf_counter() - started
-        metrics.requests.labels(endpoint, model, version, "200").inc()
-        metrics.latency.labels(endpoint, model, version).observe(elapsed)
+        requests.inc()
+        latency.observe(elapsed)
         log = accesslog.current()
         if log is not None:
             rid = orjson.dumps(request_id).decode()
