@@ -1,12 +1,21 @@
-"""Shared fixtures: small boite projects written to real folders."""
+"""Shared fixtures: small boite projects written to real folders, and a real HTTP server
+for a project's environment."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import textwrap
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from boite.pipeline.project import Project
 
 REPO = Path(__file__).resolve().parents[1]
 RETAIL = REPO / "examples" / "retail"
@@ -47,3 +56,65 @@ def make_project() -> MakeProject:
     Returns ``root``, a real project folder (created if needed).
     """
     return write_project
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """The app of one environment under uvicorn in a thread: real HTTP on loopback."""
+
+    def __init__(self, project: Project, env: str) -> None:
+        import uvicorn
+
+        from boite.pipeline.serving import create_app
+        from boite.serving.server import NoDelayHttpToolsProtocol
+
+        self.project = project
+        self.app = create_app(project, env)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            http=NoDelayHttpToolsProtocol,
+            log_level="warning",
+            access_log=False,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@contextlib.contextmanager
+def serving(root: Path, env: str = "production") -> Iterator[Server]:
+    from boite.pipeline.project import open_project
+
+    project = open_project(root)
+    try:
+        with Server(project, env) as server:
+            yield server
+    finally:
+        project.close()
+
+
+@pytest.fixture(scope="session")
+def serve() -> object:
+    """``with serve(root, env) as server:`` a real server for the project at ``root``."""
+    return serving
