@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
     from boite.pipeline.featurestore import FeatureStore
     from boite.pipeline.runner import Workspace
+    from boite.registry.modelfile import ModelFile
     from boite.training.predictor import Predictor
     from boite.training.trainer import Trained
 
@@ -624,19 +625,25 @@ class Models:
     # --- loading -----------------------------------------------------------------------
 
     def predictor(self, version: ModelVersion) -> Predictor:
+        return self.load(version)[1]
+
+    def load(self, version: ModelVersion) -> tuple[ModelFile, Any]:
+        """The version's model file, verified against its hash, and what scores with it
+        (a Predictor, or a Recommender for recommendation models)."""
         from boite.registry.modelfile import read_model
         from boite.training.predictor import Predictor
 
         record = version.record
         path = self.ws.store.local_path(record.uri, record.content_hash, what=f"model {record.ref}")
         model_file = read_model(path, expected_sha256=record.content_hash)
-        return Predictor.from_parts(
+        scorer = Predictor.from_parts(
             model_file.flavor,
             model_file.task,
             model_file.model,
             model_file.preprocessing,
             model_file.signature,
         )
+        return model_file, scorer
 
     # --- experiments -------------------------------------------------------------------
 

@@ -56,21 +56,10 @@ class ProjectLoader:
         self.project = project
 
     def __call__(self, name: str, version: int) -> ServedModel:
-        from boite.registry.modelfile import read_model
-        from boite.training.predictor import Predictor
-
         project = self.project
         mv = project.models.registry.get(f"{name}@{version}")
         record = mv.record
-        path = project.store.local_path(record.uri, record.content_hash, what=f"model {mv.ref}")
-        model_file = read_model(path, expected_sha256=record.content_hash)
-        predictor = Predictor.from_parts(
-            model_file.flavor,
-            model_file.task,
-            model_file.model,
-            model_file.preprocessing,
-            model_file.signature,
-        )
+        model_file, predictor = project.models.load(mv)
         task = model_file.task
         common = {
             "name": name,

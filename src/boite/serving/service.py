@@ -210,22 +210,7 @@ class Service:
                     model, role = route.challenger, "challenger"
         rows, missing, warnings = self.rows(model, entities, features)
         predictions = self.predict(model, rows, entities, features)
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        if self.log is not None:
-            self.log.record(
-                model,
-                Entry(
-                    request_id,
-                    time.time_ns() // 1000,
-                    role,
-                    True,
-                    entities,
-                    rows,
-                    predictions,
-                    latency_ms,
-                    missing,
-                ),
-            )
+        self._log(model, role, True, request_id, entities, rows, predictions, started, missing)
         after = None
         if route is not None and route.mode == "shadow" and route.challenger is not None:
             shadow = route.challenger
@@ -250,21 +235,35 @@ class Service:
             # the champion answered; a challenger that cannot score is worth a line
             logger.warning("shadow %s could not score request %s: %s", model.ref, request_id, exc)
             return
-        if self.log is not None:
-            self.log.record(
-                model,
-                Entry(
-                    request_id,
-                    time.time_ns() // 1000,
-                    "shadow",
-                    False,
-                    entities,
-                    rows,
-                    predictions,
-                    (time.perf_counter() - started) * 1000.0,
-                    missing,
-                ),
-            )
+        self._log(model, "shadow", False, request_id, entities, rows, predictions, started, missing)
+
+    def _log(
+        self,
+        model: ServedModel,
+        role: str,
+        served: bool,
+        request_id: str,
+        entities: Sequence[Mapping[str, Any]] | None,
+        rows: list[list[Any]],
+        predictions: list[Any],
+        started: float,
+        missing: list[str | None] | None,
+    ) -> None:
+        if self.log is None:
+            return
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        entry = Entry(
+            request_id,
+            time.time_ns() // 1000,
+            role,
+            served,
+            entities,
+            rows,
+            predictions,
+            latency_ms,
+            missing,
+        )
+        self.log.record(model, entry)
 
     def rows(
         self,
