@@ -104,7 +104,12 @@ def to_table(model: ServedModel, entries: Sequence[Entry]) -> pa.Table:
     for key, values in zip(keys, key_values, strict=True):
         columns[key] = pa.array([None if v is None else str(v) for v in values], pa.string())
     for name, values in zip(model.inputs, features, strict=True):
-        if name not in columns:
+        if name in columns:
+            continue
+        if model.kinds.get(name) in ("category", "text"):
+            # one type across partitions, whatever JSON type a client sent (42 or "42")
+            columns[name] = pa.array([None if v is None else str(v) for v in values], pa.string())
+        else:
             columns[name] = _column(values)
     columns["prediction"] = pa.array(predictions, pa.float64())
     columns["output"] = pa.array(outputs, pa.string())
