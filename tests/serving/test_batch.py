@@ -115,6 +115,36 @@ def test_no_future_feature_values(retail: Project, tmp_path: Path) -> None:
     assert log["time"].dt.strftime("%Y-%m-%d").tolist() == ["1997-06-30", "1998-06-30"]
 
 
+def test_features_equal_the_point_in_time_join_at_every_time(
+    retail: Project, customers: Path, tmp_path: Path
+) -> None:
+    """Rows in no order of time, before any feature, inside and past the view's TTL
+    (365 days), cut into chunks: each row's features are the training set's."""
+    ids = pq.read_table(customers).column("customer_id").to_pylist()[:300]
+    rng = np.random.default_rng(3)
+    when = rng.choice(
+        pd.to_datetime(
+            ["1996-06-30", "1997-02-15", "1997-09-30", "1998-03-31", "1999-03-31", "1999-09-30"]
+        ),
+        len(ids) * 2,
+    )
+    rows = pd.DataFrame({"customer_id": ids * 2, "when": when})
+    source = tmp_path / "rows.parquet"
+    rows.to_parquet(source, index=False)
+    result = score_batch(retail, "repurchase", source, timestamp="when", chunk_rows=97)
+    assert result.chunks == 7
+    log = pq.read_table(retail.store.local_path(result.log.uri, result.log.content_hash))
+    mv = retail.models.registry.get("repurchase@1")
+    training = retail.training_set(rows, list(mv.meta["feature_refs"]), timestamp="when")
+    want = training.to_pandas()
+    features = [c for c in want.columns if c not in rows.columns]
+    assert features and set(features) <= set(log.column_names)
+    got, want = log.select(features).to_pandas(), want[features]
+    pd.testing.assert_frame_equal(got, want, check_dtype=True)
+    some = want[features[0]]
+    assert some.isna().any() and some.notna().any()  # both sides of the time and the TTL
+
+
 def test_lineage_in_the_ledger(retail: Project, customers: Path, tmp_path: Path) -> None:
     result = score_batch(
         retail, "repurchase", customers, as_of=AS_OF, output=tmp_path / "s.parquet", version=2

@@ -23,7 +23,7 @@ from boite.core.metering import Meter
 from boite.core.suggest import did_you_mean
 from boite.errors import BoiteError, NotFoundError, RegistryError, UserError
 from boite.features.pit import ROW as PIT_ROW
-from boite.features.pit import ViewInput, point_in_time_sql
+from boite.features.pit import ViewInput, feature_columns, parquet_relation, point_in_time_sql
 from boite.features.views import TIME_TYPES, TZ_TYPES
 from boite.registry.registry import ModelVersion
 from boite.serving.batch import (
@@ -410,17 +410,7 @@ def score_batch(
         join = None
         if inputs:
             assert time_column is not None
-            label_types = {**keep_types, PIT_ROW: "BIGINT"}
-            pit_sql = point_in_time_sql("__chunk", label_types, time_column, inputs)
-
-            def join(chunk: pa.Table) -> pa.Table:
-                cursor.register("__chunk", chunk.rename_columns([*keep, PIT_ROW]))
-                try:
-                    joined = cursor.sql(pit_sql).to_arrow_table()
-                finally:
-                    cursor.unregister("__chunk")
-                # the ROW column is not one of the labels' columns: carry it back by order
-                return joined.append_column(ROW, chunk.column(ROW))
+            join = _HistoryJoin(cursor, keep_types, time_column, inputs)
 
         return _run_batch(
             project,
@@ -449,6 +439,113 @@ def score_batch(
     finally:
         cursor.close()
         con.close()
+
+
+class _HistoryJoin:
+    """The point-in-time join of each chunk, against the views' history loaded once.
+
+    Joining every chunk with ``point_in_time_sql`` would read, cast and sort each
+    view's whole history again per chunk, so small chunks were mostly that. Here the
+    first chunk loads each view once (de-duplicated, cast, only the features the
+    model reads): its keys, times and a row id go to a DuckDB temporary table (which
+    DuckDB may spill to its temp directory), its features stay in an Arrow table.
+    A chunk is then ASOF-joined on the narrow table alone, for the row id of the
+    feature row that held at its time (null if none, or older than the TTL), and
+    its features are taken from the Arrow table by those ids. The semantics are
+    ``point_in_time_sql``'s, which also checks the input (keys, time types) first.
+    """
+
+    def __init__(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        label_types: dict[str, str],
+        time_column: str,
+        inputs: list[ViewInput],
+    ) -> None:
+        columns = {**label_types, PIT_ROW: "BIGINT"}
+        point_in_time_sql("__chunk", columns, time_column, inputs)  # its errors, up front
+        self.cursor = cursor
+        self.labels = list(label_types)
+        self.time_type = "TIMESTAMPTZ" if label_types[time_column] in TZ_TYPES else "TIMESTAMP"
+        self.time_column = time_column
+        self.inputs = inputs
+        index = {id(item): i for i, item in enumerate(inputs)}
+        self.names = [  # (view index, feature, output column)
+            (index[id(item)], feature, name)
+            for item, feature, name in feature_columns(inputs, self.labels, full_names=False)
+        ]
+        self.features: list[pa.Table] = []  # per view: the features of its history rows
+        self.sql = ""
+
+    def _load(self) -> None:
+        import numpy as np
+        import pyarrow as pa
+
+        cursor, time_type = self.cursor, self.time_type
+        l_ts = f"CAST(l.{quote_ident(self.time_column)} AS {time_type})"
+        selects, joins = [], []
+        for i, item in enumerate(self.inputs):
+            view = item.view
+            keys = ", ".join(f"{quote_ident(k)} AS __k{j}" for j, k in enumerate(view.entities))
+            feats = ", ".join(quote_ident(f) for f in item.features)
+            dedupe = ""
+            if view.created_timestamp:
+                part = ", ".join(quote_ident(k) for k in (*view.entities, view.timestamp))
+                dedupe = (
+                    f" QUALIFY row_number() OVER (PARTITION BY {part} "
+                    f"ORDER BY {quote_ident(view.created_timestamp)} DESC NULLS LAST) = 1"
+                )
+            history = cursor.sql(
+                f"SELECT {keys}, CAST({quote_ident(view.timestamp)} AS {time_type}) AS __t, "
+                f"{feats} FROM {parquet_relation(item.paths)} "
+                f"WHERE {quote_ident(view.timestamp)} IS NOT NULL{dedupe}"
+            ).to_arrow_table()
+            narrow = [f"__k{j}" for j in range(len(view.entities))] + ["__t"]
+            ids = pa.array(np.arange(history.num_rows, dtype=np.int64))
+            table = f"__history{i}"
+            cursor.register("__history", history.select(narrow).append_column("__hid", ids))
+            try:
+                cursor.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS FROM __history")
+            finally:
+                cursor.unregister("__history")
+            self.features.append(history.select(list(item.features)).combine_chunks())
+            del history
+            hid = f"{table}.__hid"
+            if view.ttl is not None:
+                seconds = int(view.ttl.total_seconds())
+                hid = (
+                    f"CASE WHEN {table}.__t >= {l_ts} - INTERVAL '{seconds} seconds' THEN {hid} END"
+                )
+            selects.append(f"{hid} AS __hid{i}")
+            on = " AND ".join(
+                f"l.{quote_ident(k)} = {table}.__k{j}" for j, k in enumerate(view.entities)
+            )
+            joins.append(f"ASOF LEFT JOIN {table} ON {on} AND {l_ts} >= {table}.__t")
+        self.sql = (
+            "SELECT "
+            + ", ".join(selects)
+            + " FROM __chunk AS l "
+            + " ".join(joins)
+            + f" ORDER BY l.{quote_ident(ROW)}"
+        )
+
+    def __call__(self, chunk: pa.Table) -> pa.Table:
+        """``chunk`` (the input's columns and ROW), in its order, with the features added."""
+        if not self.sql:
+            self._load()
+        self.cursor.register("__chunk", chunk)
+        try:
+            ids = self.cursor.sql(self.sql).to_arrow_table()
+        finally:
+            self.cursor.unregister("__chunk")
+        joined = chunk.select(self.labels)
+        taken = [
+            features.take(ids.column(i).combine_chunks())
+            for i, features in enumerate(self.features)
+        ]
+        for i, feature, name in self.names:
+            joined = joined.append_column(name, taken[i].column(feature))
+        return joined.append_column(ROW, chunk.column(ROW))
 
 
 def _run_batch(
