@@ -25,7 +25,7 @@ import boite
 MakeProject = Callable[..., Path]
 
 BOITE = Path(sys.executable).parent / "boite"
-ADULT = Path("/work/shared/data/adult/adult.csv.gz")
+ADULT = Path(__file__).resolve().parents[2] / "examples/income/data/adult/adult.csv.gz"
 
 PROJECT = """\
 name: adult

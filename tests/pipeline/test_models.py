@@ -36,7 +36,7 @@ from boite.training.split import split_frame
 
 MakeProject = Callable[..., Path]
 
-ADULT = Path("/work/shared/data/adult/adult.csv.gz")
+ADULT = Path(__file__).resolve().parents[2] / "examples/income/data/adult/adult.csv.gz"
 ROWS = 3000
 
 INCOME = """\

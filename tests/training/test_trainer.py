@@ -33,9 +33,9 @@ from boite.training.preprocess import Preprocessor
 from boite.training.split import split_frame
 from boite.training.trainer import Trained, encode_labels, train_model
 
-DATA = Path("/work/shared/data")
-ADULT = DATA / "adult" / "adult.csv.gz"
-BIKE = DATA / "bike_sharing" / "day.csv"
+REPO = Path(__file__).resolve().parents[2]
+ADULT = REPO / "examples" / "income" / "data" / "adult" / "adult.csv.gz"
+BIKE = REPO / "tests" / "data" / "bike_sharing" / "day.csv"  # SOURCE.txt beside it
 ADULT_FEATURES = [
     "age",
     "workclass",
