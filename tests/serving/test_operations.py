@@ -361,3 +361,45 @@ def test_the_log_flushes_by_rows_by_time_and_on_close() -> None:
         "row",
     ]
     assert table.column("k").to_pylist() == ["a"] * 5 and table.column("g").to_pylist() == ["x"] * 5
+
+
+def test_an_entity_without_online_features_is_rejected_when_the_environment_says_so(
+    retail_root: Path, tmp_path: Path, serve: Any
+) -> None:
+    root = copy_project(
+        retail_root,
+        tmp_path,
+        "environments:\n  production:\n    serve: {repurchase: production}\n"
+        "    on_missing: {repurchase: reject}\n",
+    )
+    with serve(root) as server, httpx.Client(base_url=server.url) as c:
+        known = c.post(PREDICT, json=ONE)
+        assert known.status_code == 200 and "warnings" not in known.json()
+        unknown = c.post(
+            PREDICT,
+            json={"entities": [{"customer_id": "00042"}, {"customer_id": "no-such-customer"}]},
+        )
+        assert unknown.status_code == 422
+        error = unknown.json()
+        assert error["field"] == "entities[1]" and "customer_activity" in error["error"]
+        assert "on_missing" in error["hint"]
+        # its features sent inline, the same entity is scored
+        inline = c.post(
+            PREDICT,
+            json={
+                "features": [
+                    {
+                        "orders_30d": 0,
+                        "spend_30d": 0.0,
+                        "orders_90d": 0,
+                        "spend_90d": 0.0,
+                        "orders_365d": 1,
+                        "spend_365d": 10.0,
+                        "orders_total": 1,
+                        "purchase_days_total": 1,
+                        "days_since_last": 200,
+                    }
+                ]
+            },
+        )
+        assert inline.status_code == 200, inline.text
