@@ -444,15 +444,18 @@ def score_batch(
 class _HistoryJoin:
     """The point-in-time join of each chunk, against the views' history loaded once.
 
-    Joining every chunk with ``point_in_time_sql`` would read, cast and sort each
-    view's whole history again per chunk, so small chunks were mostly that. Here the
-    first chunk loads each view once (de-duplicated, cast, only the features the
-    model reads): its keys, times and a row id go to a DuckDB temporary table (which
-    DuckDB may spill to its temp directory), its features stay in an Arrow table.
-    A chunk is then ASOF-joined on the narrow table alone, for the row id of the
-    feature row that held at its time (null if none, or older than the TTL), and
-    its features are taken from the Arrow table by those ids. The semantics are
-    ``point_in_time_sql``'s, which also checks the input (keys, time types) first.
+    Joining every chunk with ``point_in_time_sql`` read, cast and sorted each view's
+    whole history again per chunk (an ASOF join sorts both sides), so small chunks
+    were mostly that. Here the first chunk loads each view once (de-duplicated,
+    cast, only the features the model reads): its features stay in an Arrow table;
+    its keys and times, with a row id and the time the next row of the same entity
+    takes over (``__until``, null for the latest), go to a DuckDB temporary table
+    (which DuckDB may spill to its temp directory). A row's feature row is then the
+    one whose [time, until) holds the row's time: a plain hash join on the keys, no
+    sort of the history per chunk. Its id (null if none, or older than the TTL)
+    takes the features from the Arrow table. Since a view's (keys, time) are unique
+    (checked, or de-duplicated by the created time) this is exactly the ASOF join of
+    ``point_in_time_sql``, which also checks the input (keys, time types) first.
     """
 
     def __init__(
@@ -505,7 +508,11 @@ class _HistoryJoin:
             table = f"__history{i}"
             cursor.register("__history", history.select(narrow).append_column("__hid", ids))
             try:
-                cursor.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS FROM __history")
+                by = ", ".join(narrow[:-1])
+                cursor.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, "
+                    f"lead(__t) OVER (PARTITION BY {by} ORDER BY __t) AS __until FROM __history"
+                )
             finally:
                 cursor.unregister("__history")
             self.features.append(history.select(list(item.features)).combine_chunks())
@@ -520,7 +527,10 @@ class _HistoryJoin:
             on = " AND ".join(
                 f"l.{quote_ident(k)} = {table}.__k{j}" for j, k in enumerate(view.entities)
             )
-            joins.append(f"ASOF LEFT JOIN {table} ON {on} AND {l_ts} >= {table}.__t")
+            joins.append(
+                f"LEFT JOIN {table} ON {on} AND {table}.__t <= {l_ts} "
+                f"AND ({table}.__until IS NULL OR {l_ts} < {table}.__until)"
+            )
         self.sql = (
             "SELECT "
             + ", ".join(selects)
@@ -538,6 +548,10 @@ class _HistoryJoin:
             ids = self.cursor.sql(self.sql).to_arrow_table()
         finally:
             self.cursor.unregister("__chunk")
+        if ids.num_rows != chunk.num_rows:  # two feature rows at one (keys, time)
+            raise RuntimeError(
+                f"the point-in-time join gave {ids.num_rows} rows for {chunk.num_rows}"
+            )
         joined = chunk.select(self.labels)
         taken = [
             features.take(ids.column(i).combine_chunks())
