@@ -30,7 +30,7 @@ from boite.fairness import (
     fairness_report,
 )
 
-ADULT = Path(__file__).resolve().parents[3] / "shared" / "data" / "adult" / "adult.csv.gz"
+ADULT = Path(__file__).resolve().parents[2] / "examples/income/data/adult/adult.csv.gz"
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,15 @@ from boite.registry.modelfile import (
     write_model_artifact,
 )
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+REPO = Path(__file__).resolve().parents[2]
+# Public data shipped with the repository, each with its SOURCE.txt beside it.
+DATA_FILES = {
+    "adult/adult.csv.gz": REPO / "examples/income/data/adult/adult.csv.gz",
+    "bike_sharing/day.csv": REPO / "tests/data/bike_sharing/day.csv",
+    "movietweetings_sample/train_data.csv.gz": (
+        REPO / "tests/data/movietweetings_sample/train_data.csv.gz"
+    ),
+}
 ADULT_NUMERIC = ["age", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
 
 SIGNATURE = {
@@ -44,18 +52,15 @@ SIGNATURE = {
 
 
 def _data(relpath: str) -> Path:
-    path = DATA / relpath
-    if not path.exists():
-        pytest.skip(f"the shared data set {relpath} is not beside the repository")
-    return path
+    return DATA_FILES[relpath]
 
 
 @pytest.fixture(scope="module")
 def popularity() -> dict[str, Any]:
-    """The 20 most rated MovieLens 100k items: a whole model that is plain JSON."""
+    """The 20 most rated MovieTweetings items: a whole model that is plain JSON."""
     ratings = pd.read_csv(
-        _data("movielens_100k/u.data"), sep="\t", names=["user", "item", "rating", "ts"]
-    )
+        _data("movietweetings_sample/train_data.csv.gz"), usecols=["user_id", "movie_id"]
+    ).rename(columns={"user_id": "user", "movie_id": "item"})
     counts = ratings["item"].value_counts().head(20)
     return {
         "kind": "popularity",
@@ -86,7 +91,7 @@ def _write_popularity(path: Path, model: dict[str, Any], **extra: Any) -> str:
         model=model,
         signature=SIGNATURE,
         preprocessing=extra.pop("preprocessing", {"drop_seen": True}),
-        metadata=extra.pop("metadata", {"source": "movielens_100k", "top_k": 20}),
+        metadata=extra.pop("metadata", {"source": "movietweetings_sample", "top_k": 20}),
         **extra,
     )
 
@@ -124,7 +129,7 @@ def test_json_model_round_trips_with_its_manifest(tmp_path: Path, popularity: di
     assert (read.flavor, read.task, read.format_version) == ("json", "recommendation", 1)
     assert read.signature == SIGNATURE
     assert read.preprocessing == {"drop_seen": True}
-    assert read.metadata == {"source": "movielens_100k", "top_k": 20}
+    assert read.metadata == {"source": "movietweetings_sample", "top_k": 20}
     assert read.created_with["boite"] == boite.__version__
     assert "python" in read.created_with
 
@@ -135,7 +140,7 @@ def test_identical_models_give_identical_bytes(tmp_path: Path, popularity: dict)
     second = _write_popularity(
         tmp_path / "b.model.zip",
         json.loads(json.dumps(popularity)),
-        metadata={"top_k": 20, "source": "movielens_100k"},
+        metadata={"top_k": 20, "source": "movietweetings_sample"},
     )
     assert first == second
     assert (tmp_path / "a.model.zip").read_bytes() == (tmp_path / "b.model.zip").read_bytes()
