@@ -14,15 +14,11 @@ from boite.errors import TrainingError
 torch = pytest.importorskip("torch")
 
 ADULT = Path(__file__).parents[2] / "examples" / "income" / "data" / "adult" / "adult.csv.gz"
-SHARED = Path(__file__).parents[3] / "shared" / "data" / "adult" / "adult.csv.gz"
 
 
 @pytest.fixture(scope="module")
 def adult() -> pd.DataFrame:
-    path = ADULT if ADULT.exists() else SHARED
-    if not path.exists():
-        pytest.skip("the adult data set is not here")
-    return pd.read_csv(path).head(4000)
+    return pd.read_csv(ADULT).head(4000)
 
 
 def _cfg(params: str) -> object:
