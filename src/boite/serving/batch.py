@@ -208,6 +208,18 @@ def _for_csv(table: pa.Table) -> pa.Table:
     return table
 
 
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The columns worth a Parquet dictionary: not floats, where the features and
+    scores of a batch are mostly distinct values; trying a dictionary on each page
+    before falling back to plain tripled the time to write a 1M-row log (and made
+    it larger). zstd still compresses repeated floats."""
+    return [
+        f.name
+        for f in schema
+        if not pa.types.is_floating(f.type) and not pa.types.is_nested(f.type)
+    ]
+
+
 class TableFile:
     """A Parquet or CSV file written chunk by chunk under a temporary name next to
     its target, and renamed onto it only by :meth:`commit`: a run that fails leaves
@@ -229,7 +241,12 @@ class TableFile:
             if self.format == "parquet":
                 import pyarrow.parquet as pq
 
-                self._writer = pq.ParquetWriter(self.temp, table.schema, compression="zstd")
+                self._writer = pq.ParquetWriter(
+                    self.temp,
+                    table.schema,
+                    compression="zstd",
+                    use_dictionary=_dictionary_columns(table.schema),
+                )
             else:
                 import pyarrow.csv as pacsv
 
