@@ -403,3 +403,58 @@ def test_an_entity_without_online_features_is_rejected_when_the_environment_says
             },
         )
         assert inline.status_code == 200, inline.text
+
+
+def test_tritonclient_binary_tensors_by_default(server: Any) -> None:
+    """tritonclient sends tensors as binary data unless told otherwise (Triton's binary
+    data extension): text ids and float matrices both arrive intact."""
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(url=server.url.removeprefix("http://"))
+    ids = triton.InferInput("customer_id", [3], "BYTES")
+    ids.set_data_from_numpy(np.array(["00042", "00001", "23570"], dtype=object))
+    result = client.infer("repurchase", [ids])
+    expected = httpx.post(
+        f"{server.url}{PREDICT}",
+        json={"entities": [{"customer_id": c} for c in ("00042", "00001", "23570")]},
+    ).json()["predictions"]
+    np.testing.assert_allclose(result.as_numpy("score"), expected)
+    # the features themselves, one FP32 tensor per feature, plus the key
+    names = [
+        "orders_30d", "spend_30d", "orders_90d", "spend_90d", "orders_365d", "spend_365d",
+        "orders_total", "purchase_days_total", "days_since_last",
+    ]  # fmt: skip
+    values = np.array([[0, 0, 0, 0, 1, 10, 1, 1, 200]], dtype=np.float32)
+    tensors = [triton.InferInput(n, [1], "FP32") for n in names]
+    for i, tensor in enumerate(tensors):
+        tensor.set_data_from_numpy(values[:, i])
+    inline = client.infer("repurchase", tensors).as_numpy("score")
+    by_json = httpx.post(
+        f"{server.url}{PREDICT}",
+        json={"features": [dict(zip(names, values[0].tolist(), strict=True))]},
+    ).json()["predictions"]
+    np.testing.assert_allclose(inline, by_json)
+
+
+def test_bad_binary_tensors_are_4xx(server: Any) -> None:
+    head = (
+        b'{"inputs":[{"name":"customer_id","shape":[1],"datatype":"BYTES",'
+        b'"parameters":{"binary_data_size":9}}]}'
+    )
+    for body, header, needle in [
+        (head + b"\x05\x00\x00\x0000042", str(len(head)), None),
+        (head + b"\x09\x00\x00\x0000042", str(len(head)), "ends early"),
+        (head + b"\x05\x00\x00\x0000042xx", str(len(head)), "bytes of binary data follow"),
+        (head, str(len(head) + 50), "Inference-Header-Content-Length"),
+        (head + b"\x05\x00\x00\x0000042", "many", "Inference-Header-Content-Length"),
+    ]:
+        answer = httpx.post(
+            f"{server.url}/v2/models/repurchase/infer",
+            content=body,
+            headers={"inference-header-content-length": header},
+        )
+        if needle is None:
+            assert answer.status_code == 200, answer.text
+        else:
+            assert answer.status_code == 400, answer.text
+            assert needle.lower() in answer.text.lower()

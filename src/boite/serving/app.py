@@ -135,6 +135,9 @@ def create_app(
             raw = await endpoints.read(request.stream())
         except RequestError as exc:
             return respond(endpoints.failed(endpoint, time.perf_counter(), request_id, exc, name))
+        if endpoint == "infer":
+            header_length = request.headers.get("inference-header-content-length")
+            return respond(endpoints.infer(name, version, request_id, raw, header_length))
         return respond(handler(name, version, request_id, raw))
 
     # --- health and metadata ---------------------------------------------------------

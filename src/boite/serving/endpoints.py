@@ -23,7 +23,7 @@ from boite.errors import BoiteError, NotFoundError, RequestError, UserError
 from boite.serving import accesslog, schemas
 from boite.serving.auth import Tokens
 from boite.serving.metrics import Metrics
-from boite.serving.oip import encode_outputs, parse_infer
+from boite.serving.oip import encode_outputs, parse_infer, split_binary
 from boite.serving.service import Scored, Service
 
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
@@ -118,12 +118,20 @@ class Endpoints:
 
     # --- inference ---------------------------------------------------------------------
 
-    def infer(self, name: str, version: str | None, request_id: str, raw: bytes) -> Answer:
+    def infer(
+        self,
+        name: str,
+        version: str | None,
+        request_id: str,
+        raw: bytes,
+        header_length: str | None = None,
+    ) -> Answer:
         started = time.perf_counter()
         try:
-            body = self.parse(raw)
+            head, binary = split_binary(raw, header_length)
+            body = self.parse(head)
             model, _ = self.service.version(name, version)
-            entities, features, given_id, requested = parse_infer(body, model)
+            entities, features, given_id, requested = parse_infer(body, model, binary)
             if given_id:
                 request_id = given_id
             scored = self.service.score(
@@ -255,7 +263,7 @@ class FastPath:
         if found is None:
             return await self.app(scope, receive, send)
         endpoint, name, version = found
-        given_id = authorization = length = None
+        given_id = authorization = length = header_length = None
         for key, value in scope["headers"]:
             if key == b"x-request-id":
                 given_id = value.decode("latin-1")
@@ -263,6 +271,8 @@ class FastPath:
                 authorization = value.decode("latin-1")
             elif key == b"content-length":
                 length = value.decode("latin-1")
+            elif key == b"inference-header-content-length":
+                header_length = value.decode("latin-1")
         ep = self.endpoints
         request_id = ep.request_id(given_id)
         try:
@@ -272,8 +282,10 @@ class FastPath:
         except RequestError as exc:
             answer = ep.failed(endpoint, time.perf_counter(), request_id, exc, name)
         else:
-            handler = ep.predict if endpoint == "predict" else ep.infer
-            answer = handler(name, version, request_id, raw)
+            if endpoint == "predict":
+                answer = ep.predict(name, version, request_id, raw)
+            else:
+                answer = ep.infer(name, version, request_id, raw, header_length)
         await send(
             {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
         )

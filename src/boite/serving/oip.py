@@ -12,6 +12,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from boite.errors import RequestError
 from boite.serving.model import ServedModel
 
@@ -69,10 +71,78 @@ def _check_value(value: Any, datatype: str, where: str) -> Any:
     )
 
 
+_NUMPY_TYPES = {
+    "BOOL": "?",
+    "INT8": "<i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "UINT8": "<u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
+}
+
+
+def split_binary(raw: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """The JSON part and the binary tensor data of a request that uses Triton's binary
+    data extension (``Inference-Header-Content-Length``), as tritonclient sends by default."""
+    if header_length is None:
+        return raw, b""
+    if not header_length.isdigit() or int(header_length) > len(raw):
+        raise RequestError(
+            f"Inference-Header-Content-Length is {header_length!r} but the body has "
+            f"{len(raw)} bytes",
+            field="Inference-Header-Content-Length",
+        )
+    n = int(header_length)
+    return raw[:n], raw[n:]
+
+
+def _binary_values(blob: memoryview, datatype: str, count: int, where: str) -> list[Any]:
+    """``count`` values of ``datatype`` from raw little-endian bytes (BYTES: each a 4-byte
+    length and its bytes)."""
+    if datatype == "BYTES":
+        out: list[Any] = []
+        at = 0
+        for _ in range(count):
+            if at + 4 > len(blob):
+                raise RequestError(f"{where}: the binary data ends early", field=where)
+            length = int.from_bytes(blob[at : at + 4], "little")
+            at += 4
+            if at + length > len(blob):
+                raise RequestError(f"{where}: the binary data ends early", field=where)
+            try:
+                out.append(bytes(blob[at : at + length]).decode())
+            except UnicodeDecodeError:
+                raise RequestError(f"{where}: a BYTES element is not UTF-8", field=where) from None
+            at += length
+        if at != len(blob):
+            raise RequestError(
+                f"{where}: binary_data_size is {len(blob)} but its {count} elements take {at}",
+                field=where,
+            )
+        return out
+    dtype = np.dtype(_NUMPY_TYPES[datatype])
+    if len(blob) != count * dtype.itemsize:
+        raise RequestError(
+            f"{where}: binary_data_size is {len(blob)} bytes, but {count} {datatype} values "
+            f"take {count * dtype.itemsize}",
+            field=where,
+        )
+    return np.frombuffer(blob, dtype=dtype).tolist()
+
+
 def parse_infer(
-    body: Any, model: ServedModel
+    body: Any, model: ServedModel, binary: bytes = b""
 ) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None, str | None, list[str] | None]:
-    """(entities, features, request id, requested output names) of an infer request."""
+    """(entities, features, request id, requested output names) of an infer request;
+    ``binary`` holds the tensors sent with Triton's binary data extension."""
+    blob = memoryview(binary)
+    offset = 0
     if not isinstance(body, dict):
         raise RequestError("the request body must be a JSON object", field="body")
     unknown = set(body) - {"id", "inputs", "outputs", "parameters"}
@@ -98,7 +168,20 @@ def parse_infer(
         where = f"inputs[{t}]"
         if not isinstance(tensor, dict):
             raise RequestError(f"{where} must be an object", field=where)
-        for key in ("name", "shape", "datatype", "data"):
+        parameters = tensor.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise RequestError(f"{where}.parameters must be an object", field=f"{where}.parameters")
+        binary_size = parameters.get("binary_data_size")
+        for key in (
+            ("name", "shape", "datatype")
+            if binary_size is not None
+            else (
+                "name",
+                "shape",
+                "datatype",
+                "data",
+            )
+        ):
             if key not in tensor:
                 raise RequestError(f"{where} lacks '{key}'", field=f"{where}.{key}")
         extra = set(tensor) - {"name", "shape", "datatype", "data", "parameters"}
@@ -126,8 +209,25 @@ def parse_infer(
                 f"got {shape!r:.60}",
                 field=f"{where}.shape",
             )
-        data = _flatten(tensor["data"], f"{where}.data")
         size = math.prod(shape)
+        if binary_size is not None:
+            if (
+                isinstance(binary_size, bool)
+                or not isinstance(binary_size, int)
+                or binary_size < 0
+                or offset + binary_size > len(blob)
+            ):
+                raise RequestError(
+                    f"{where}.parameters.binary_data_size is {binary_size!r}, but "
+                    f"{len(blob) - offset} bytes of binary data are left",
+                    field=f"{where}.parameters.binary_data_size",
+                )
+            data = _binary_values(
+                blob[offset : offset + binary_size], datatype, size, f"{where}.parameters"
+            )
+            offset += binary_size
+        else:
+            data = _flatten(tensor["data"], f"{where}.data")
         if len(data) != size:
             raise RequestError(
                 f"{where} has shape {shape} ({size} values) but {len(data)} values in 'data'",
@@ -162,6 +262,11 @@ def parse_infer(
                 field=f"{where}.shape",
             )
     assert rows is not None
+    if offset != len(blob):
+        raise RequestError(
+            f"{len(blob) - offset} bytes of binary data follow the inputs that use them",
+            field="Inference-Header-Content-Length",
+        )
     keys = [k for k in model.entity_keys if k in columns]
     entities = None
     if keys:

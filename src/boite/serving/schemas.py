@@ -47,7 +47,9 @@ INFER: dict[str, Any] = {
                             "minItems": 1,
                             "items": {
                                 "type": "object",
-                                "required": ["name", "shape", "datatype", "data"],
+                                # 'data', unless the tensor comes as binary data
+                                # (parameters.binary_data_size, Triton's extension)
+                                "required": ["name", "shape", "datatype"],
                                 "properties": {
                                     "name": {"type": "string"},
                                     "shape": {"type": "array", "items": {"type": "integer"}},
