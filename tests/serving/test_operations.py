@@ -458,3 +458,19 @@ def test_bad_binary_tensors_are_4xx(server: Any) -> None:
         else:
             assert answer.status_code == 400, answer.text
             assert needle.lower() in answer.text.lower()
+
+
+def test_an_environment_with_no_version_yet_is_not_ready(
+    retail_root: Path, tmp_path: Path, serve: Any
+) -> None:
+    root = copy_project(
+        retail_root, tmp_path, "environments:\n  staging:\n    serve: {repurchase: staging}\n"
+    )
+    with serve(root, "staging") as server, httpx.Client(base_url=server.url) as c:
+        assert c.get("/v2/health/live").status_code == 200
+        ready = c.get("/v2/health/ready")
+        assert ready.status_code == 503 and "repurchase" in ready.json()["error"]
+        answer = c.post(PREDICT, json=ONE)
+        assert answer.status_code == 503
+        assert "promote" in answer.json()["hint"] and "--to staging" in answer.json()["hint"]
+        assert c.get("/v2/models/repurchase/ready").json()["ready"] is False
