@@ -105,19 +105,8 @@ class _Scorer:
 
 
 def _load(project: Project, mv: ModelVersion) -> _Scorer:
-    from boite.registry.modelfile import read_model
-    from boite.training.predictor import Predictor
-
     record = mv.record
-    path = project.store.local_path(record.uri, record.content_hash, what=f"model {mv.ref}")
-    model_file = read_model(path, expected_sha256=record.content_hash)
-    predictor = Predictor.from_parts(
-        model_file.flavor,
-        model_file.task,
-        model_file.model,
-        model_file.preprocessing,
-        model_file.signature,
-    )
+    model_file, predictor = project.models.load(mv)
     task = model_file.task
     if model_file.preprocessing.get("kind") == "recommender":
         user = str(model_file.preprocessing["user"])
