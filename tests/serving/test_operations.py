@@ -474,3 +474,67 @@ def test_an_environment_with_no_version_yet_is_not_ready(
         assert answer.status_code == 503
         assert "promote" in answer.json()["hint"] and "--to staging" in answer.json()["hint"]
         assert c.get("/v2/models/repurchase/ready").json()["ready"] is False
+
+
+def test_a_killed_server_loses_at_most_the_last_flush_interval(
+    retail_root: Path, tmp_path: Path
+) -> None:
+    """SIGKILL (no shutdown at all): every row answered more than one flush interval
+    before the kill is in the ledger; what is there is whole (no torn partition)."""
+    root = copy_project(
+        retail_root,
+        tmp_path,
+        "environments:\n  production:\n    serve: {repurchase: production}\n"
+        "    log: {flush_seconds: 0.2}\n",
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "boite"), "serve", "--port", str(port),
+         "--no-access-log"],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        with httpx.Client(base_url=url) as c:
+            for i in range(30):
+                assert c.post(PREDICT, json=ONE, headers={"x-request-id": f"k-{i}"}).is_success
+            time.sleep(1.0)  # five flush intervals: these 30 must be on disk
+            for i in range(30, 40):
+                assert c.post(PREDICT, json=ONE, headers={"x-request-id": f"k-{i}"}).is_success
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate(timeout=60)
+    project = open_project(root)
+    try:
+        import duckdb
+
+        records = project.ledger.versions("prediction_log", "repurchase")
+        paths = [str(project.store.local_path(r.uri, r.content_hash)) for r in records]
+        logged = {
+            row[0]
+            for row in duckdb.sql(
+                f"SELECT request_id FROM read_parquet({paths!r}) WHERE request_id LIKE 'k-%'"
+            ).fetchall()
+        }
+        assert {f"k-{i}" for i in range(30)} <= logged
+        assert logged <= {f"k-{i}" for i in range(40)}
+        # the session's run was killed: the next open marks it as interrupted, not running
+        project.ledger.interrupt_stale_runs()
+        (session,) = project.ledger.runs(step="serve:production")
+        assert session.status != "running"
+    finally:
+        project.close()
