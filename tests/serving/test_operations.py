@@ -534,7 +534,7 @@ def test_a_killed_server_loses_at_most_the_last_flush_interval(
         assert logged <= {f"k-{i}" for i in range(40)}
         # the session's run was killed: the next open marks it as interrupted, not running
         project.ledger.interrupt_stale_runs()
-        (session,) = project.ledger.runs(step="serve:production")
-        assert session.status != "running"
+        sessions = project.ledger.runs(step="serve:production")
+        assert sessions and all(r.status != "running" for r in sessions)
     finally:
         project.close()

@@ -52,3 +52,16 @@ def test_unseen_category_reads_as_missing_and_bad_kinds_are_named() -> None:
             pre.transform_rows([[2.0, "Male", True, None, 1], row])
         assert info.value.column == column and info.value.row == 1
         assert column in str(info.value)
+
+
+@pytest.mark.parametrize("impute", [False, True])
+def test_all_number_rows_take_the_fast_path_with_the_same_result(impute: bool) -> None:
+    frame = pd.DataFrame({"a": [1.0, None, 3.5], "b": [2, 4, 6], "c": [0.5, 0.25, None]})
+    pre = Preprocessor.fit(frame, ["a", "b", "c"], impute=impute)
+    rows = [[1.0, 2, 0.5], [None, 4, 0.25], [3.5, 6, None]]
+    np.testing.assert_allclose(pre.transform_rows(rows), pre.transform(frame), equal_nan=True)
+    # a bool or a text leaves the fast path: the bool counts as a number, the text is refused
+    np.testing.assert_allclose(pre.transform_rows([[True, 2, 0.5]])[0, 0], 1.0)
+    with pytest.raises(BadValue) as info:
+        pre.transform_rows([[1.0, "2", 0.5]])
+    assert info.value.column == "b"

@@ -61,6 +61,8 @@ class Service:
         self.routes: dict[str, Route] = {}
         self._loaded: dict[tuple[str, int], ServedModel] = {}
         self._reload_lock = threading.Lock()
+        self._orders: dict[tuple[str, int], list[int] | None] = {}
+        self._indexes: dict[str, dict[str, int]] = {}  # model ref -> online column positions
         self.reloads = 0
 
     # --- versions ---------------------------------------------------------------------
@@ -294,7 +296,6 @@ class Service:
                 hint="Split it, or score a file in bulk with `boite predict`.",
             )
         inputs = model.inputs
-        known = set(inputs) | set(model.entity_keys)
         if entities is not None:
             if not model.entity_keys:
                 raise RequestError(
@@ -327,6 +328,7 @@ class Service:
                             field=_field("entities", i, key),
                         )
         if features is not None:
+            known = set(inputs) | set(model.entity_keys)
             for i, row in enumerate(features):
                 for column in row:
                     if column not in known:
@@ -345,7 +347,9 @@ class Service:
         if model.online is not None and entities is not None:
             got = model.online.get(entities)
             online_rows = got.rows
-            online_index = {c: j for j, c in enumerate(got.columns)}
+            online_index = self._indexes.get(model.ref) or self._indexes.setdefault(
+                model.ref, {c: j for j, c in enumerate(got.columns)}
+            )
             for view, rows_missing in got.missing.items():
                 for i in rows_missing:
                     absent_views.setdefault(i, []).append(view)
@@ -376,6 +380,11 @@ class Service:
                         "scored with them missing",
                     }
                 )
+        if features is None and online_rows is not None:
+            order = self._online_order(model, online_index)
+            if order is not None:
+                # every input read online: values the store holds, no client value to check
+                return [[online[j] for j in order] for online in online_rows], missing, warnings
         rows: list[list[Any]] = []
         for i in range(count):
             inline = features[i] if features is not None else None
@@ -405,6 +414,14 @@ class Service:
                 row.append(value)
             rows.append(row)
         return rows, missing, warnings
+
+    def _online_order(self, model: ServedModel, index: dict[str, int]) -> list[int] | None:
+        """Where each input sits in the online read's columns, if all of them do."""
+        key = (model.name, model.version)
+        if key not in self._orders:
+            found = [index.get(name) for name in model.inputs]
+            self._orders[key] = None if None in found else found  # type: ignore[assignment]
+        return self._orders[key]
 
     def predict(
         self,

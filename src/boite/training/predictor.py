@@ -109,8 +109,8 @@ class Predictor:
 
         weakref.finalize(self, free, configs)
 
-        def state() -> tuple[Any, Any, ctypes.c_void_p, np.ndarray]:
-            """This thread's fast-path state: (function, config, output pointer, output)."""
+        def state() -> tuple[Any, Any, Any, np.ndarray, ctypes.c_void_p]:
+            """This thread's fast-path state: (function, config, length, output, its address)."""
             config = ctypes.c_void_p()
             _safe_call(
                 _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
@@ -128,11 +128,17 @@ class Predictor:
             out = np.empty(width, dtype=np.float64)
             length = ctypes.c_int64(0)
             call = _LIB.LGBM_BoosterPredictForMatSingleRowFast
-            local.state = (call, config, ctypes.byref(length), out)
+            local.state = (
+                call,
+                config,
+                ctypes.byref(length),
+                out,
+                ctypes.c_void_p(out.ctypes.data),
+            )
             return local.state
 
         def predict(row: np.ndarray) -> np.ndarray:
-            call, config, length, out = getattr(local, "state", None) or state()
+            call, config, length, out, out_address = getattr(local, "state", None) or state()
             if row.dtype != np.float64 or not row.flags.c_contiguous:
                 row = np.ascontiguousarray(row, dtype=np.float64)
             if row.shape != (columns,):
@@ -143,7 +149,7 @@ class Predictor:
                     config,
                     ctypes.c_void_p(row.ctypes.data),
                     length,
-                    ctypes.c_void_p(out.ctypes.data),
+                    out_address,
                 )
             )
             return out.copy()
