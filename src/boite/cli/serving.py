@@ -50,6 +50,7 @@ def _serve(
         ENV_VARIABLE,
         ROOT_VARIABLE,
         build_service,
+        create_app,
         environment,
     )
     from boite.serving.server import run
@@ -74,6 +75,14 @@ def _serve(
             "anyone who can reach it can call the models",
             markup=False,
         )
+    if workers == 1:
+        # one process: serve the models loaded above rather than load them again
+        app = create_app(proj, env_name, service=service)
+        try:
+            run(app, host=host, port=port, workers=1, access_log=access_log)
+        finally:
+            proj.close()
+        return
     os.environ[ROOT_VARIABLE] = str(proj.root)
     os.environ[ENV_VARIABLE] = env_name
     os.environ[ACCESS_LOG_VARIABLE] = "1" if access_log else "0"

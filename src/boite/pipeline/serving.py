@@ -170,8 +170,9 @@ def build_service(project: Project, env_name: str) -> Service:
     return service
 
 
-def create_app(project: Project, env_name: str) -> BoiteApp:
-    """The app serving ``env_name``; a ``serve`` run records the session in the ledger."""
+def create_app(project: Project, env_name: str, *, service: Service | None = None) -> BoiteApp:
+    """The app serving ``env_name`` (with ``service`` if it is already loaded); a ``serve``
+    run records the session in the ledger."""
     from boite.serving.app import create_app as make_app
     from boite.serving.auth import Tokens
 
@@ -181,7 +182,7 @@ def create_app(project: Project, env_name: str) -> BoiteApp:
         tokens = Tokens.parse(
             os.environ.get(env.token_env, ""), variable=env.token_env, now=project.clock.now
         )
-    service = build_service(project, env_name)
+    service = service or build_service(project, env_name)
     ledger = project.ledger
     started = time.perf_counter()
     cpu = time.process_time()

@@ -74,7 +74,7 @@ def configure_logging(*, access_log: bool) -> None:
 
 
 def run(
-    factory: str,
+    app: str | Any,
     *,
     host: str,
     port: int,
@@ -82,7 +82,8 @@ def run(
     access_log: bool = True,
     graceful_seconds: float = 10.0,
 ) -> None:
-    """Serve the app made by ``factory`` ('module:function') until SIGINT or SIGTERM."""
+    """Serve ``app`` until SIGINT or SIGTERM: an ASGI app (one process), or the
+    'module:function' that makes one in each worker process."""
     import uvicorn
 
     configure_logging(access_log=access_log)
@@ -90,8 +91,8 @@ def run(
         # each worker writes its metrics here; /metrics sums them
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="boite-metrics-")
     uvicorn.run(
-        factory,
-        factory=True,
+        app,
+        factory=isinstance(app, str),
         host=host,
         port=port,
         workers=workers,
