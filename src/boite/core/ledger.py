@@ -14,7 +14,9 @@ import getpass
 import math
 import operator
 import os
+import random
 import socket
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -339,6 +341,17 @@ def _step(step: Any, key: str, where: str) -> int | None:
         ) from None
 
 
+_VERSION_RETRIES = 8
+
+
+def _version_clash(exc: sa.exc.IntegrityError) -> bool:
+    """Did the insert collide on an artifact's (kind, name, version)?"""
+    text = str(exc.orig)
+    return "uq_artifacts_kind_name_version" in text or (
+        "artifacts.kind, artifacts.name, artifacts.version" in text
+    )
+
+
 def make_engine(url: str, root: Path) -> Engine:
     """An engine for ``url``; a relative SQLite path is taken from the project root."""
     parsed = sa.engine.make_url(url)
@@ -362,6 +375,10 @@ def make_engine(url: str, root: Path) -> Engine:
             cursor.close()
 
         return engine
+    if parsed.drivername == "postgresql":
+        # SQLAlchemy's default PostgreSQL driver is psycopg2; boite's `postgres` extra
+        # installs psycopg 3, so a plain postgresql:// URL means that one
+        parsed = parsed.set(drivername="postgresql+psycopg")
     return sa.create_engine(parsed, pool_pre_ping=True)
 
 
@@ -462,6 +479,33 @@ class Ledger:
         content equals the newest version of the same artifact is not a new
         version: the run is recorded as producing that version again.
         """
+        consumed = list(consumed)  # read again if the transaction is retried
+        for attempt in range(_VERSION_RETRIES):
+            try:
+                return self._finish(
+                    run_id, status, resources, error, consumed, observed, produced, metrics, params
+                )
+            except sa.exc.IntegrityError as exc:
+                # Two writers took the same next version number of one artifact (possible
+                # on PostgreSQL, where writers do not queue as they do on SQLite): the
+                # loser's transaction rolled back whole, so it simply goes again.
+                if not _version_clash(exc) or attempt == _VERSION_RETRIES - 1:
+                    raise
+                time.sleep(random.uniform(0.0, 0.01 * (attempt + 1)))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _finish(
+        self,
+        run_id: str,
+        status: str,
+        resources: Resources,
+        error: str | None,
+        consumed: Iterable[str],
+        observed: Sequence[NewArtifact],
+        produced: Sequence[NewArtifact],
+        metrics: dict[str, float] | None,
+        params: dict[str, Any] | None,
+    ) -> list[ArtifactRecord]:
         now = utcnow()
         out: list[ArtifactRecord] = []
         with self.engine.begin() as conn:
