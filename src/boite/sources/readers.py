@@ -808,7 +808,8 @@ class _DatabaseReader:
             raise
         except Exception as exc:
             raise SourceError(
-                f"cannot read {self.what}: {self._scrub(_driver_message(exc))}",
+                f"cannot read {self.what}: {self._scrub(_driver_message(exc))} "
+                f"(from {self.display_url})",
                 source=self.name,
                 hint=self._query_hint(),
             ) from None
