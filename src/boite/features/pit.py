@@ -129,21 +129,7 @@ def point_in_time_sql(
         view = item.view
         alias = f"__fv{i}"
         time_type = _time_type(label_types[timestamp], view, timestamp)
-        keys = ", ".join(f"{quote_ident(k)} AS __k{j}" for j, k in enumerate(view.entities))
-        feats = ", ".join(quote_ident(f) for f in item.features)
-        dedupe = ""
-        if view.created_timestamp:
-            part = ", ".join(quote_ident(k) for k in (*view.entities, view.timestamp))
-            dedupe = (
-                f" QUALIFY row_number() OVER (PARTITION BY {part} "
-                f"ORDER BY {quote_ident(view.created_timestamp)} DESC NULLS LAST) = 1"
-            )
-        ctes.append(
-            f"{alias} AS (SELECT {keys}, "
-            f"CAST({quote_ident(view.timestamp)} AS {time_type}) AS __t, {feats} "
-            f"FROM {parquet_relation(item.paths)}"
-            f" WHERE {quote_ident(view.timestamp)} IS NOT NULL{dedupe})"
-        )
+        ctes.append(f"{alias} AS ({history_sql(item, time_type)})")
         on = " AND ".join(
             f"l.{quote_ident(k)} = {alias}.__k{j}" for j, k in enumerate(view.entities)
         )
@@ -169,6 +155,27 @@ def point_in_time_sql(
         + "\nFROM __labels AS l\n"
         + "\n".join(joins)
         + f"\nORDER BY l.{ROW}"
+    )
+
+
+def history_sql(item: ViewInput, time_type: str) -> str:
+    """A view's history as the joins read it: its keys as ``__k0..``, its event time as
+    ``__t`` (cast to ``time_type``), its features; one row per (keys, time), the latest
+    created winning when the view has a created timestamp."""
+    view = item.view
+    keys = ", ".join(f"{quote_ident(k)} AS __k{j}" for j, k in enumerate(view.entities))
+    feats = ", ".join(quote_ident(f) for f in item.features)
+    dedupe = ""
+    if view.created_timestamp:
+        part = ", ".join(quote_ident(k) for k in (*view.entities, view.timestamp))
+        dedupe = (
+            f" QUALIFY row_number() OVER (PARTITION BY {part} "
+            f"ORDER BY {quote_ident(view.created_timestamp)} DESC NULLS LAST) = 1"
+        )
+    return (
+        f"SELECT {keys}, CAST({quote_ident(view.timestamp)} AS {time_type}) AS __t, {feats} "
+        f"FROM {parquet_relation(item.paths)} "
+        f"WHERE {quote_ident(view.timestamp)} IS NOT NULL{dedupe}"
     )
 
 

@@ -23,7 +23,12 @@ from boite.core.metering import Meter
 from boite.core.suggest import did_you_mean
 from boite.errors import BoiteError, NotFoundError, RegistryError, UserError
 from boite.features.pit import ROW as PIT_ROW
-from boite.features.pit import ViewInput, feature_columns, parquet_relation, point_in_time_sql
+from boite.features.pit import (
+    ViewInput,
+    feature_columns,
+    history_sql,
+    point_in_time_sql,
+)
 from boite.features.views import TIME_TYPES, TZ_TYPES
 from boite.registry.registry import ModelVersion
 from boite.serving.batch import (
@@ -478,20 +483,7 @@ class _HistoryJoin:
         selects, joins = [], []
         for i, item in enumerate(self.inputs):
             view = item.view
-            keys = ", ".join(f"{quote_ident(k)} AS __k{j}" for j, k in enumerate(view.entities))
-            feats = ", ".join(quote_ident(f) for f in item.features)
-            dedupe = ""
-            if view.created_timestamp:
-                part = ", ".join(quote_ident(k) for k in (*view.entities, view.timestamp))
-                dedupe = (
-                    f" QUALIFY row_number() OVER (PARTITION BY {part} "
-                    f"ORDER BY {quote_ident(view.created_timestamp)} DESC NULLS LAST) = 1"
-                )
-            history = cursor.sql(
-                f"SELECT {keys}, CAST({quote_ident(view.timestamp)} AS {time_type}) AS __t, "
-                f"{feats} FROM {parquet_relation(item.paths)} "
-                f"WHERE {quote_ident(view.timestamp)} IS NOT NULL{dedupe}"
-            ).to_arrow_table()
+            history = cursor.sql(history_sql(item, time_type)).to_arrow_table()
             narrow = [f"__k{j}" for j in range(len(view.entities))] + ["__t"]
             ids = pa.array(np.arange(history.num_rows, dtype=np.int64))
             table = f"__history{i}"
