@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 from boite.features.reader import OnlineReader
@@ -51,6 +52,18 @@ class ServedModel:
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @cached_property
+    def online_positions(self) -> dict[str, int]:
+        """Where each feature read online sits in the online read's columns."""
+        columns = [] if self.online is None else self.online.columns
+        return {c: j for j, c in enumerate(columns)}
+
+    @cached_property
+    def online_order(self) -> list[int] | None:
+        """The positions of all inputs in the online read, if every input is read there."""
+        found = [self.online_positions.get(name) for name in self.inputs]
+        return None if not found or None in found else [j for j in found if j is not None]
 
     @property
     def request_inputs(self) -> tuple[str, ...]:

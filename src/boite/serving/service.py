@@ -61,8 +61,6 @@ class Service:
         self.routes: dict[str, Route] = {}
         self._loaded: dict[tuple[str, int], ServedModel] = {}
         self._reload_lock = threading.Lock()
-        self._orders: dict[tuple[str, int], list[int] | None] = {}
-        self._indexes: dict[str, dict[str, int]] = {}  # model ref -> online column positions
         self.reloads = 0
 
     # --- versions ---------------------------------------------------------------------
@@ -343,13 +341,10 @@ class Service:
                         )
         online_rows: list[tuple[Any, ...]] | None = None
         absent_views: dict[int, list[str]] = {}
-        online_index: dict[str, int] = {}
+        online_index = model.online_positions
         if model.online is not None and entities is not None:
             got = model.online.get(entities)
             online_rows = got.rows
-            online_index = self._indexes.get(model.ref) or self._indexes.setdefault(
-                model.ref, {c: j for j, c in enumerate(got.columns)}
-            )
             for view, rows_missing in got.missing.items():
                 for i in rows_missing:
                     absent_views.setdefault(i, []).append(view)
@@ -381,7 +376,7 @@ class Service:
                     }
                 )
         if features is None and online_rows is not None:
-            order = self._online_order(model, online_index)
+            order = model.online_order
             if order is not None:
                 # every input read online: values the store holds, no client value to check
                 return [[online[j] for j in order] for online in online_rows], missing, warnings
@@ -414,14 +409,6 @@ class Service:
                 row.append(value)
             rows.append(row)
         return rows, missing, warnings
-
-    def _online_order(self, model: ServedModel, index: dict[str, int]) -> list[int] | None:
-        """Where each input sits in the online read's columns, if all of them do."""
-        key = (model.name, model.version)
-        if key not in self._orders:
-            found = [index.get(name) for name in model.inputs]
-            self._orders[key] = None if None in found else found  # type: ignore[assignment]
-        return self._orders[key]
 
     def predict(
         self,
