@@ -397,3 +397,34 @@ def test_champion_and_shadow_side_by_side_on_live_traffic(
     )
     assert result.returncode == 0, result.stderr
     assert "repurchase@2 shadow" in result.stdout and "mean_abs_difference" in result.stdout
+
+
+def test_the_fastapi_routes_answer_as_the_fast_path(server: Server, client: httpx.Client) -> None:
+    """The FastAPI routes behind the fast path (what the OpenAPI document describes, and
+    what an app mounting boite's would reach) give the same answers."""
+    import asyncio
+
+    requests = [
+        (PREDICT, b'{"entities": [{"customer_id": "00042"}]}'),
+        (INFER, b'{"inputs": [{"name": "customer_id", "shape": [1], "datatype": "BYTES", '
+                b'"data": ["00042"]}]}'),
+        (PREDICT, b'{"entities": [{"customer": "1"}]}'),
+        (INFER, b'{"inputs": []}'),
+        ("/v1/models/repurchse/predict", b'{"entities": [{"customer_id": "1"}]}'),
+    ]  # fmt: skip
+
+    async def through_fastapi() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=server.app.api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://boite") as c:
+            return [
+                await c.post(path, content=body, headers={"x-request-id": "same"})
+                for path, body in requests
+            ]
+
+    fast = [
+        client.post(path, content=body, headers={"x-request-id": "same"}) for path, body in requests
+    ]
+    for direct, routed in zip(fast, asyncio.run(through_fastapi()), strict=True):
+        assert routed.status_code == direct.status_code
+        assert routed.json() == direct.json()
+        assert routed.headers["x-request-id"] == "same"

@@ -122,7 +122,6 @@ def create_app(
         return response
 
     async def call(
-        handler: Callable[[str, str | None, str, bytes], Answer],
         endpoint: str,
         name: str,
         version: str | None,
@@ -138,7 +137,7 @@ def create_app(
         if endpoint == "infer":
             header_length = request.headers.get("inference-header-content-length")
             return respond(endpoints.infer(name, version, request_id, raw, header_length))
-        return respond(handler(name, version, request_id, raw))
+        return respond(endpoints.predict(name, version, request_id, raw))
 
     # --- health and metadata ---------------------------------------------------------
 
@@ -241,7 +240,7 @@ def create_app(
 
     @app.post("/v2/models/{name}/infer", tags=["inference"], openapi_extra=schemas.INFER)
     async def infer_champion(name: str, request: Request) -> Response:
-        return await call(endpoints.infer, "infer", name, None, request)
+        return await call("infer", name, None, request)
 
     @app.post(
         "/v2/models/{name}/versions/{version}/infer",
@@ -249,11 +248,11 @@ def create_app(
         openapi_extra=schemas.INFER,
     )
     async def infer_version(name: str, version: str, request: Request) -> Response:
-        return await call(endpoints.infer, "infer", name, version, request)
+        return await call("infer", name, version, request)
 
     @app.post("/v1/models/{name}/predict", tags=["inference"], openapi_extra=schemas.PREDICT)
     async def predict_champion(name: str, request: Request) -> Response:
-        return await call(endpoints.predict, "predict", name, None, request)
+        return await call("predict", name, None, request)
 
     @app.post(
         "/v1/models/{name}/versions/{version}/predict",
@@ -261,7 +260,7 @@ def create_app(
         openapi_extra=schemas.PREDICT,
     )
     async def predict_version(name: str, version: str, request: Request) -> Response:
-        return await call(endpoints.predict, "predict", name, version, request)
+        return await call("predict", name, version, request)
 
     # --- feedback ------------------------------------------------------------------------
 

@@ -172,16 +172,9 @@ def parse_infer(
         if not isinstance(parameters, dict):
             raise RequestError(f"{where}.parameters must be an object", field=f"{where}.parameters")
         binary_size = parameters.get("binary_data_size")
-        for key in (
-            ("name", "shape", "datatype")
-            if binary_size is not None
-            else (
-                "name",
-                "shape",
-                "datatype",
-                "data",
-            )
-        ):
+        # a tensor sent as binary data has its values after the JSON, not in 'data'
+        required = ("name", "shape", "datatype") + (() if binary_size is not None else ("data",))
+        for key in required:
             if key not in tensor:
                 raise RequestError(f"{where} lacks '{key}'", field=f"{where}.{key}")
         extra = set(tensor) - {"name", "shape", "datatype", "data", "parameters"}
