@@ -41,6 +41,26 @@ def copy_project(retail_root: Path, tmp_path: Path, environments: str) -> Path:
     return root
 
 
+def start_serve(root: Path, *options: str, **popen: Any) -> tuple[subprocess.Popen[Any], str]:
+    """``boite serve`` as a user starts it, in its own process group, once it is ready."""
+    from boite.serving.traffic import free_port
+
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "boite"), "serve", "--port", str(port)]
+    process = subprocess.Popen([*command, *options], cwd=root, start_new_session=True, **popen)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.2)
+
+
 def test_an_alias_move_switches_versions_without_dropping_a_request(
     retail_root: Path, tmp_path: Path, serve: Any
 ) -> None:
@@ -247,30 +267,11 @@ def test_boite_serve_with_two_workers_answers_and_shuts_down_cleanly(
         tmp_path,
         "environments:\n  production:\n    serve: {repurchase: production}\n",
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    boite = Path(sys.executable).parent / "boite"
-    process = subprocess.Popen(
-        [str(boite), "serve", "--env", "production", "--port", str(port), "--workers", "2"],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    process, url = start_serve(
+        root, "--env", "production", "--workers", "2", stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
         with httpx.Client(base_url=url) as c:
             for i in range(20):
                 r = c.post(PREDICT, json=ONE, headers={"x-request-id": f"w-{i}"})
@@ -487,28 +488,10 @@ def test_a_killed_server_loses_at_most_the_last_flush_interval(
         "environments:\n  production:\n    serve: {repurchase: production}\n"
         "    log: {flush_seconds: 0.2}\n",
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "boite"), "serve", "--port", str(port),
-         "--no-access-log"],
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )  # fmt: skip
+    process, url = start_serve(
+        root, "--no-access-log", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.2)
         with httpx.Client(base_url=url) as c:
             for i in range(30):
                 assert c.post(PREDICT, json=ONE, headers={"x-request-id": f"k-{i}"}).is_success
@@ -538,3 +521,18 @@ def test_a_killed_server_loses_at_most_the_last_flush_interval(
         assert sessions and all(r.status != "running" for r in sessions)
     finally:
         project.close()
+
+
+def test_too_many_rows_in_one_request_is_413(retail_root: Path, tmp_path: Path, serve: Any) -> None:
+    root = copy_project(
+        retail_root,
+        tmp_path,
+        "environments:\n  production:\n    serve: {repurchase: production}\n    max_rows: 2\n",
+    )
+    three = {"entities": [{"customer_id": c} for c in ("00001", "00002", "00003")]}
+    with serve(root) as server, httpx.Client(base_url=server.url) as c:
+        assert c.post(PREDICT, json={"entities": three["entities"][:2]}).status_code == 200
+        answer = c.post(PREDICT, json=three)
+        assert answer.status_code == 413
+        assert answer.json()["field"] == "entities" and "at most 2" in answer.json()["error"]
+        assert "boite predict" in answer.json()["hint"]
