@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -97,3 +98,33 @@ def timed_subprocess(argv: list[str], *, env: dict[str, str] | None = None) -> f
 def verdict(name: str, ok: bool, check: bool) -> int:
     print(f"\n{name}: {'PASS' if ok else 'MISS'}")
     return 1 if (check and not ok) else 0
+
+
+# --- process measurements (stdlib only: the peers' own venvs import these too) -------
+
+
+def peak_rss() -> int:
+    """This process's own peak resident set since it started (VmHWM).
+
+    Not getrusage's ru_maxrss: on Linux that also keeps the high-water mark of
+    the memory the process had before its exec, i.e. the launching (driver)
+    process's peak, which would put a floor under every measurement.
+    """
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def current_rss() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime

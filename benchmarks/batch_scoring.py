@@ -53,7 +53,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import machine, median, table, user_env  # noqa: E402
+from _common import current_rss, machine, median, peak_rss, table, user_env  # noqa: E402
 
 SEED = 7
 TS = "ts"
@@ -63,21 +63,6 @@ MB = 1024 * 1024
 
 
 # --- process measurements ------------------------------------------------------
-
-
-def peak_rss() -> int:
-    """This process's own peak resident set since it started (VmHWM, not ru_maxrss,
-    which keeps the launching process's peak across exec)."""
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def current_rss() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 # --- data --------------------------------------------------------------------------

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import shutil
 import sys
 import time
@@ -34,37 +32,14 @@ import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
 
+# run as a script from benchmarks/, in the Feast venv: _common is stdlib only
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_seconds, current_rss, peak_rss
+
 warnings.filterwarnings("ignore")
 
 VIEW = "fv"
 ENTITY_KEY = "entity_id"
-
-
-def peak_rss() -> int:
-    """This process's own peak resident set since it started (VmHWM).
-
-    Not getrusage's ru_maxrss: on Linux that also keeps the high-water mark of
-    the memory the process had before its exec, i.e. the launching (driver)
-    process's peak, which would put a floor under every measurement.
-    """
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-
-
-def current_rss() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def emit(payload: dict) -> None:

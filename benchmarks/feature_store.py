@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -47,7 +46,15 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import machine, median, table, user_env  # noqa: E402
+from _common import (  # noqa: E402
+    cpu_seconds,
+    current_rss,
+    machine,
+    median,
+    peak_rss,
+    table,
+    user_env,
+)
 
 SEED = 20261129
 YEAR_START = "2025-01-01"
@@ -67,33 +74,6 @@ TARGETS = {
 
 
 # --- process measurements ------------------------------------------------------
-
-
-def peak_rss() -> int:
-    """This process's own peak resident set since it started (VmHWM).
-
-    Not getrusage's ru_maxrss: on Linux that also keeps the high-water mark of
-    the memory the process had before its exec, i.e. the launching (driver)
-    process's peak, which would put a floor under every measurement.
-    """
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-
-
-def current_rss() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def percentiles(ns: list[int]) -> dict[str, float]:
