@@ -4,7 +4,6 @@ for a project's environment."""
 from __future__ import annotations
 
 import contextlib
-import socket
 import textwrap
 import threading
 import time
@@ -58,12 +57,6 @@ def make_project() -> MakeProject:
     return write_project
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Server:
     """The app of one environment under uvicorn in a thread: real HTTP on loopback."""
 
@@ -75,6 +68,8 @@ class Server:
 
         self.project = project
         self.app = create_app(project, env)
+        from boite.serving.traffic import free_port
+
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
