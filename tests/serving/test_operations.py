@@ -536,3 +536,16 @@ def test_too_many_rows_in_one_request_is_413(retail_root: Path, tmp_path: Path, 
         assert answer.status_code == 413
         assert answer.json()["field"] == "entities" and "at most 2" in answer.json()["error"]
         assert "boite predict" in answer.json()["hint"]
+
+
+def test_boite_serve_refuses_an_unknown_environment(retail_root: Path) -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "boite"), "serve", "--env", "prod"],
+        cwd=retail_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "there is no environment 'prod'" in result.stderr
+    assert "Did you mean 'production'?" in result.stderr and "Traceback" not in result.stderr
