@@ -342,6 +342,7 @@ def _step(step: Any, key: str, where: str) -> int | None:
 
 
 _VERSION_RETRIES = 8
+_NAME_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 
 
 def _version_clash(exc: sa.exc.IntegrityError) -> bool:
@@ -486,9 +487,10 @@ class Ledger:
                     run_id, status, resources, error, consumed, observed, produced, metrics, params
                 )
             except sa.exc.IntegrityError as exc:
-                # Two writers took the same next version number of one artifact (possible
-                # on PostgreSQL, where writers do not queue as they do on SQLite): the
-                # loser's transaction rolled back whole, so it simply goes again.
+                # Two writers took the same next version number of one artifact (on a
+                # database where neither queueing, as on SQLite, nor the lock taken on
+                # PostgreSQL prevents it): the loser's transaction rolled back whole,
+                # so it simply goes again.
                 if not _version_clash(exc) or attempt == _VERSION_RETRIES - 1:
                     raise
                 time.sleep(random.uniform(0.0, 0.01 * (attempt + 1)))
@@ -551,6 +553,11 @@ class Ledger:
     def _register(
         self, conn: Connection, new: NewArtifact, run_id: str | None, now: datetime
     ) -> ArtifactRecord:
+        if conn.dialect.name == "postgresql":
+            # Writers do not queue on PostgreSQL as they do on SQLite: hold this
+            # artifact's name until the transaction ends, so that two of them never
+            # read the same newest version and both take the next number.
+            conn.execute(_NAME_LOCK, {"key": f"{new.kind}/{new.name}"})  # kinds hold no "/"
         latest = conn.execute(
             sa.select(t.artifacts)
             .where(t.artifacts.c.kind == new.kind, t.artifacts.c.name == new.name)
