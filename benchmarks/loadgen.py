@@ -191,6 +191,7 @@ async def run(args: argparse.Namespace, requests: list[bytes]) -> dict[str, obje
         return time.perf_counter() - start
 
     await phase(args.warmup, min(2.0, args.seconds), record=False)
+    warmup_sent = min(state["next"], args.warmup)
     warmup_errors = list(errors)
     errors.clear()
     cpu0 = time.process_time()
@@ -208,6 +209,7 @@ async def run(args: argparse.Namespace, requests: list[bytes]) -> dict[str, obje
         "completed": len(ms),
         "errors": len(errors),
         "error_sample": sorted(set(errors))[:3],
+        "warmup_sent": warmup_sent,
         "warmup_errors": len(warmup_errors),
         "wall_s": wall,
         "rps": len(ms) / wall if wall > 0 else 0.0,

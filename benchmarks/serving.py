@@ -47,6 +47,10 @@ runs each server at concurrency 1, then each at concurrency 8, in an order
 that rotates from one repetition to the next; the tables show medians over
 the repetitions and their min–max.
 
+The tables also show each server's CPU time (user + system, all the processes
+of its session, read from /proc) per request it answered: at concurrency 8 a
+one-process server is busy all the time, so this is what bounds its rate.
+
 Also timed in process for reference: Booster.predict on one row, and MLflow's
 pyfunc predict on a one-row DataFrame (in MLflow's environment).
 
@@ -322,6 +326,39 @@ class Server:
             f"not ready within {self.ready_s:.0f} s ({last}); log:\n{self.log_tail()}"
         )
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of every live process in the server's session.
+
+        Read from /proc, so that workers and helper processes a server forks
+        (MLflow's and BentoML's) count too; 0 where /proc is missing.
+        """
+        if self.proc is None:
+            return 0.0
+        root = self.proc.pid
+        procs: dict[int, tuple[int, int, int]] = {}  # pid: (parent, session, ticks)
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            # after the command: state ppid pgrp session ... utime(12) stime(13)
+            pid = int(stat.parent.name)
+            procs[pid] = (int(fields[1]), int(fields[3]), int(fields[11]) + int(fields[12]))
+
+        def ours(pid: int) -> bool:
+            # in the server's session, or forked below it (BentoML's workers start their own)
+            for _ in range(64):
+                if pid == root or procs[pid][1] == root:
+                    return True
+                pid = procs[pid][0]
+                if pid not in procs:
+                    return False
+            return False
+
+        return sum(ticks for pid, (_, _, ticks) in procs.items() if ours(pid)) / os.sysconf(
+            "SC_CLK_TCK"
+        )
+
     def log_tail(self) -> str:
         if self.log is None or not self.log.exists():
             return ""
@@ -460,10 +497,17 @@ def load_run(server: Server, concurrency: int, args: argparse.Namespace, cpu: in
     argv += ["--seconds", str(args.seconds), "--warmup", str(args.warmup)]
     if cpu is not None:
         argv += ["--cpu", str(cpu)]
+    cpu0 = server.cpu_seconds()
     done = subprocess.run(argv, capture_output=True, text=True, timeout=args.seconds + 60)
+    cpu = server.cpu_seconds() - cpu0
     if done.returncode != 0:
         raise RuntimeError(f"loadgen failed on {server.name}:\n{done.stdout}\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # the server's CPU over everything it answered (warm-up included): at concurrency 8,
+    # where a one-process server is busy all the time, this is what bounds its rate
+    answered = result["completed"] + result["warmup_sent"]
+    result["server_cpu_us"] = cpu / answered * 1e6 if answered and cpu > 0 else None
+    return result
 
 
 def in_process_booster(model: Path, n: int) -> dict[str, float]:
@@ -680,6 +724,10 @@ def main() -> int:
         values = [r[key] for r in results[(name, c)]]
         return f"{min(values):{fmt}}–{max(values):{fmt}}"
 
+    def server_cpu(name: str, c: int) -> str:
+        values = [r["server_cpu_us"] for r in results[(name, c)] if r.get("server_cpu_us")]
+        return f"{median(values):.0f}" if values else "-"
+
     live_names = [s.name for s in targets if (s.name, 1) in results and (s.name, 8) in results]
     print(
         f"\n(load average {' '.join(f'{v:.2f}' for v in load_before)} -> "
@@ -709,14 +757,12 @@ def main() -> int:
                 ms(med(name, 1, "p99_ms")),
                 f"{med(name, 1, 'completed'):.0f}",
                 f"{sum(r['errors'] for r in results[(name, 1)])}",
+                server_cpu(name, 1),
                 f"{ISSUE[name][0]:.2f}" if name in ISSUE else "",
             ]
         )
-    print(
-        table(
-            rows1, ["server", "p50", "p50 min–max", "p90", "p99", "requests", "errors", "issue p50"]
-        )
-    )
+    header1 = ["server", "p50", "p50 min–max", "p90", "p99", "requests", "errors"]
+    print(table(rows1, [*header1, "server CPU µs/req", "issue p50"]))
     print("\nconcurrency 8 (throughput):")
     rows8 = []
     for name in live_names:
@@ -729,6 +775,7 @@ def main() -> int:
                 ms(med(name, 8, "p99_ms")),
                 f"{sum(r['errors'] for r in results[(name, 8)])}",
                 f"{100 * med(name, 8, 'client_cpu'):.0f} %",
+                server_cpu(name, 8),
                 f"{ISSUE[name][1]:,}" if name in ISSUE else "",
             ]
         )
@@ -743,6 +790,7 @@ def main() -> int:
                 "p99 ms",
                 "errors",
                 "client CPU",
+                "server CPU µs/req",
                 "issue req/s",
             ],
         )
