@@ -35,6 +35,8 @@ def test_an_environment_parses_with_defaults() -> None:
     assert prod.shadow == {"repurchase": "challenger"}
     assert prod.split["income"].alias == "challenger" and prod.split["income"].share == 0.2
     assert cfg.environments["staging"].port == 8081
+    assert prod.log.flush_seconds == 1.0 and prod.log.publish_seconds == 60.0
+    assert prod.log.publish_rows == 1_000_000
 
 
 @pytest.mark.parametrize(
@@ -61,6 +63,14 @@ def test_an_environment_parses_with_defaults() -> None:
         ),
         ("  production: {serve: {}}", "at least 1"),
         ("  production: {serve: {repurchase: production}, prot: 80}", "did you mean 'port'"),
+        (
+            "  production: {serve: {repurchase: production}, log: {publish_seconds: 0}}",
+            "publish_seconds",
+        ),
+        (
+            "  production: {serve: {repurchase: production}, log: {publish_second: 5}}",
+            "did you mean 'publish_seconds'",
+        ),
     ],
 )
 def test_bad_environments_are_refused(body: str, needle: str) -> None:

@@ -36,7 +36,10 @@ def retail(retail_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Proje
 def live(retail: Project) -> dict[str, object]:
     """Two served requests logged by champion @1 and shadow @2, through the real sink."""
     features = tuple(retail.models.registry.get("repurchase@1").meta["features"])
-    log = PredictionLog(LedgerSink(retail.ledger, retail.store, env="production"))
+    sink = LedgerSink(
+        retail.ledger, retail.store, env="production", directory=retail.state_dir / "log"
+    )
+    log = PredictionLog(sink)
     at = int(datetime(1998, 6, 1, tzinfo=UTC).timestamp() * 1_000_000)
     for version, role, scores in ((1, "champion", [0.9, 0.1]), (2, "shadow", [0.2, 0.8])):
         model = ServedModel(

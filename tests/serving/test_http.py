@@ -379,7 +379,7 @@ def test_champion_and_shadow_side_by_side_on_live_traffic(
             headers={"x-request-id": f"live-{i}"},
         )
     time.sleep(0.3)  # the shadow scores after the answer has gone
-    server.app.service.log.flush()
+    server.app.service.log.flush(publish=True)
     frame = live_comparison(server.project, "repurchase").set_index(["version", "role"])
     champion, shadow = frame.loc[(1, "champion")], frame.loc[(2, "shadow")]
     assert champion["rows"] >= 5 and shadow["rows"] >= 5

@@ -514,10 +514,13 @@ class SplitTraffic(_Strict):
 
 
 class LogSettings(_Strict):
-    """The prediction log's batching: rows reach disk within either bound."""
+    """The prediction log's batching: rows reach disk within either flush bound, and the
+    ledger (as one partition per model version) within either publish bound."""
 
     flush_rows: int = Field(default=5000, ge=1, le=1_000_000)
     flush_seconds: float = Field(default=1.0, gt=0.0, le=3600.0)
+    publish_rows: int = Field(default=1_000_000, ge=1, le=100_000_000)
+    publish_seconds: float = Field(default=60.0, gt=0.0, le=86_400.0)
 
 
 class EnvironmentConfig(_Strict):

@@ -25,10 +25,10 @@ def live_comparison(project: Project, model: str) -> pd.DataFrame:
     where labels have arrived (``boite feedback``), ``labelled`` and the task's
     metrics on them.
     """
-    from boite.pipeline.scoring import _log_parts, joined
+    from boite.pipeline.scoring import joined, log_partitions
 
     project.models.registry.get(model)  # a clear error for an unknown model
-    _, paths = _log_parts(project, model)
+    _, paths = log_partitions(project, model)
     if not paths:
         raise UserError(
             f"the model '{model}' has no prediction log yet, so there is no live traffic "

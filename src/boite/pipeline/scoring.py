@@ -739,7 +739,12 @@ def _model_keys(project: Project, mv: ModelVersion) -> tuple[str, ...]:
     return tuple(keys)
 
 
-def _log_parts(project: Project, model: str) -> tuple[list[ArtifactRecord], list[Path]]:
+def log_partitions(project: Project, model: str) -> tuple[list[ArtifactRecord], list[Path]]:
+    """The prediction log of ``model`` as registered partitions and their local files,
+    after publishing what a stopped server left unpublished."""
+    from boite.serving.logsink import LOG_DIR, recover_segments
+
+    recover_segments(project.ledger, project.store, project.state_dir / LOG_DIR)
     records = project.ledger.versions(PREDICTION_LOG, model)
     store = project.store
     paths = [
@@ -774,7 +779,7 @@ def record_feedback(
     keys = _model_keys(project, latest)
     where = "given" if isinstance(labels, list) else f"'{labels}'"
     table = read_labels(labels, text_columns=keys)
-    records, paths = _log_parts(project, model)
+    records, paths = log_partitions(project, model)
     if not records:
         raise UserError(
             f"the model '{model}' has no prediction log yet, so there is nothing to join labels to",
@@ -937,7 +942,7 @@ def joined(project: Project, model: str) -> pa.Table:
 
     latest = project.models.registry.get(model)
     keys = _model_keys(project, latest)
-    records, paths = _log_parts(project, model)
+    records, paths = log_partitions(project, model)
     feedback = project.ledger.versions(FEEDBACK, model)
     if not records or not feedback:
         return pa.table({})

@@ -155,12 +155,20 @@ def _predict_function(predictor: Any, task: str) -> Any:
 
 
 def build_service(project: Project, env_name: str) -> Service:
-    from boite.serving.logsink import LedgerSink
+    from boite.serving.logsink import LOG_DIR, LedgerSink
     from boite.serving.predlog import PredictionLog
     from boite.serving.service import Service
 
     env = environment(project, env_name)
-    sink = LedgerSink(project.ledger, project.store, env=env_name, session=str(os.getpid()))
+    sink = LedgerSink(
+        project.ledger,
+        project.store,
+        env=env_name,
+        directory=project.state_dir / LOG_DIR,
+        session=str(os.getpid()),
+        publish_seconds=env.log.publish_seconds,
+        publish_rows=env.log.publish_rows,
+    )
     log = PredictionLog(sink, flush_rows=env.log.flush_rows, flush_seconds=env.log.flush_seconds)
     registry = project.models.registry
     service = Service(
@@ -223,7 +231,7 @@ def create_app(project: Project, env_name: str, *, service: Service | None = Non
         from boite.pipeline.scoring import record_feedback
 
         if service.log is not None:
-            service.log.flush()  # so that labels for the latest answers find them
+            service.log.flush(publish=True)  # so that labels for the latest answers find them
         summary = record_feedback(
             project, model, labels, label_column=label_column, timestamp=timestamp
         )

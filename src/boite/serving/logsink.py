@@ -1,10 +1,39 @@
-"""Where the prediction log goes: Parquet partitions in the artifact store, each one
-registered in the ledger with its lineage (the model version that made it)."""
+"""Where the prediction log goes: segments on local disk, then partitions in the ledger.
+
+Two bounds, because they answer two different needs:
+
+- every flush (``log.flush_seconds``) appends the rows to an open *segment* of
+  the model version, an Arrow IPC stream under ``.boite/log/<session>/``,
+  written and fsynced: that is what a crash can lose, at most one flush;
+- every ``log.publish_seconds`` (or ``log.publish_rows``) a segment becomes one
+  zstd Parquet *partition* in the artifact store, registered in the ledger as a
+  ``prediction_log`` artifact produced by a ``log`` run that consumed the model
+  version: that is what readers (feedback, live comparison, monitoring) see.
+
+A partition per flush would put 86,400 artifacts a day per model version in the
+ledger and as many small files in the store; a partition per minute puts 1,440.
+A server publishes everything when it stops; segments left by a server that
+died are published by the next sink that opens on the project (a lock file held
+for the life of each session tells the dead from the living), each once: a
+partition records the segment it came from, so a crash between registering and
+deleting does not publish it twice.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import shutil
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -15,47 +44,306 @@ from boite.core.ledger import SUCCEEDED, Ledger, Resources
 from boite.serving.model import ServedModel
 from boite.serving.predlog import PREDICTION_LOG
 
+logger = logging.getLogger("boite.serving.log")
+
+LOG_DIR = "log"  # the segments' folder, under the project's .boite
+LOCK = "session.lock"
+SEGMENT = ".arrows"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The model version a segment belongs to (what its partition's lineage names), and
+    the server session that wrote it."""
+
+    name: str
+    version: int
+    artifact_id: str | None
+    env: str
+    session: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass
+class Segment:
+    owner: Owner
+    path: Path
+    file: IO[bytes]
+    writer: pa.ipc.RecordBatchStreamWriter
+    schema: pa.Schema
+    opened: float
+    rows: int = 0
+
 
 class LedgerSink:
-    """Each flush of one model version: a file, and a ``log`` run that produced it."""
+    """Appends each flush to a segment; publishes segments as ledger partitions."""
 
     def __init__(
-        self, ledger: Ledger, store: ArtifactStore, *, env: str, session: str | None = None
+        self,
+        ledger: Ledger,
+        store: ArtifactStore,
+        *,
+        env: str,
+        directory: Path,
+        session: str | None = None,
+        publish_seconds: float = 60.0,
+        publish_rows: int = 1_000_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ledger = ledger
         self.store = store
         self.env = env
-        self.session = session
+        self.session = session or str(os.getpid())
+        self.publish_seconds = publish_seconds
+        self.publish_rows = publish_rows
+        self.clock = clock
+        self.published_partitions = 0
         self._lock = threading.Lock()  # one writer per process: partitions stay in order
+        self._open: dict[tuple[str, int], Segment] = {}
+        self._unpublished: list[tuple[Owner, Path]] = []  # closed, waiting for a retry
+        self._count = 0
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.dir = directory / f"{env}-{self.session}-{os.urandom(4).hex()}"
+        self.dir.mkdir()
+        # held while this process lives: the next sink knows the segments here are not orphans
+        self._lock_file = (self.dir / LOCK).open("w")
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        self.recovered = recover_segments(ledger, store, directory)
+
+    # --- writing ------------------------------------------------------------------------
 
     def write(self, model: ServedModel, table: pa.Table) -> None:
+        """Append ``table`` to the model version's segment, on disk when this returns."""
         with self._lock:
-            scratch = self.store.new_scratch_file(".parquet")
-            pq.write_table(table, scratch, compression="zstd")
-            stored = self.store.put_file(scratch, suffix=".parquet")
-            path = self.store.local_path(stored.uri, stored.sha256)
-            schema = {f.name: _duck_type(f.type) for f in table.schema}
-            roles = sorted(set(table.column("role").to_pylist()))
-            new = new_dataset(
-                model.name,
-                stored,
-                path,
-                schema,
-                meta={"model_version": model.ref, "env": self.env, "roles": roles},
-            )
-            new.kind = PREDICTION_LOG
-            run_id = self.ledger.start_run(
-                f"log:{model.name}",
-                "log",
-                params={"env": self.env, "model_version": model.ref, "session": self.session},
-            )
-            self.ledger.finish_run(
-                run_id,
-                status=SUCCEEDED,
-                resources=Resources(rows_out=table.num_rows, bytes_out=stored.size),
-                consumed=[model.artifact_id] if model.artifact_id else [],
-                produced=[new],
-            )
+            key = (model.name, model.version)
+            segment = self._open.get(key)
+            if segment is not None and table.schema != segment.schema:
+                try:
+                    # a column that was all null so far takes the type it has now, and so on
+                    table = table.cast(segment.schema)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+                    # not castable (a feature now sent as text): a segment has one schema
+                    self._close(segment)
+                    segment = None
+            if segment is None:
+                owner = Owner(model.name, model.version, model.artifact_id, self.env, self.session)
+                segment = self._new_segment(owner, table.schema)
+                self._open[key] = segment
+            try:
+                segment.writer.write_table(table)
+                segment.file.flush()
+                os.fsync(segment.file.fileno())
+            except BaseException:
+                # what reached the segment whole is kept; the caller keeps these rows, and
+                # the next write starts a new segment rather than append after a torn batch
+                self._close(segment)
+                raise
+            segment.rows += table.num_rows
+            if segment.rows >= self.publish_rows:
+                self._close(segment)
+                self._publish_closed()
+
+    def publish(self, *, force: bool = False) -> int:
+        """Publish the segments older than ``publish_seconds`` (all with ``force``), and
+        any that failed to publish before; returns the partitions published."""
+        with self._lock:
+            now = self.clock()
+            for segment in list(self._open.values()):
+                if force or now - segment.opened >= self.publish_seconds:
+                    self._close(segment)
+            return self._publish_closed()
+
+    def close(self) -> None:
+        """Publish everything, then give the session's directory back."""
+        self.publish(force=True)
+        with self._lock:
+            if self._unpublished:
+                # kept on disk: the next sink to open publishes them
+                logger.error(
+                    "%d prediction log segment(s) in %s could not be published; the next "
+                    "server on this project will retry",
+                    len(self._unpublished),
+                    self.dir,
+                )
+                self._lock_file.close()
+                return
+            self._lock_file.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _new_segment(self, owner: Owner, schema: pa.Schema) -> Segment:
+        self._count += 1
+        path = self.dir / f"{owner.name}@{owner.version}-{self._count:06d}{SEGMENT}"
+        # the owner first: a segment is never on disk without the lineage it needs
+        with path.with_suffix(".json").open("w") as sidecar:
+            sidecar.write(json.dumps(dataclasses.asdict(owner)))
+            sidecar.flush()
+            os.fsync(sidecar.fileno())
+        file = path.open("wb")
+        return Segment(owner, path, file, pa.ipc.new_stream(file, schema), schema, self.clock())
+
+    def _close(self, segment: Segment) -> None:
+        self._open.pop((segment.owner.name, segment.owner.version), None)
+        # a stream without its end marker still reads to its last whole batch
+        with contextlib.suppress(OSError, pa.ArrowException):
+            segment.writer.close()
+        with contextlib.suppress(OSError):
+            segment.file.close()
+        self._unpublished.append((segment.owner, segment.path))
+
+    def _publish_closed(self) -> int:
+        done = 0
+        waiting, self._unpublished = self._unpublished, []
+        for owner, path in waiting:
+            try:
+                _register(self.ledger, self.store, owner, path, read_segment(path))
+            except Exception:
+                # the rows stay on disk: tried again at the next publish, or by the next server
+                logger.exception("could not publish the prediction log segment %s", path)
+                self._unpublished.append((owner, path))
+                continue
+            _remove(path)
+            done += 1
+        self.published_partitions += done
+        return done
+
+
+def _register(
+    ledger: Ledger,
+    store: ArtifactStore,
+    owner: Owner,
+    path: Path,
+    table: pa.Table,
+    *,
+    recovered: bool = False,
+) -> None:
+    """One partition in the store and the ledger, with lineage to the model version."""
+    if table.num_rows == 0:
+        return
+    scratch = store.new_scratch_file(".parquet")
+    pq.write_table(table, scratch, compression="zstd")
+    stored = store.put_file(scratch, suffix=".parquet")
+    local = store.local_path(stored.uri, stored.sha256)
+    schema = {f.name: _duck_type(f.type) for f in table.schema}
+    meta: dict[str, Any] = {
+        "model_version": owner.ref,
+        "env": owner.env,
+        "roles": sorted(set(table.column("role").to_pylist())),
+        "segment": f"{path.parent.name}/{path.name}",
+    }
+    if recovered:
+        meta["recovered"] = True
+    new = new_dataset(owner.name, stored, local, schema, meta=meta)
+    new.kind = PREDICTION_LOG
+    run_id = ledger.start_run(
+        f"log:{owner.name}",
+        "log",
+        params={"env": owner.env, "model_version": owner.ref, "session": owner.session},
+    )
+    ledger.finish_run(
+        run_id,
+        status=SUCCEEDED,
+        resources=Resources(rows_out=table.num_rows, bytes_out=stored.size),
+        consumed=[owner.artifact_id] if owner.artifact_id else [],
+        produced=[new],
+    )
+
+
+def recover_segments(ledger: Ledger, store: ArtifactStore, directory: Path) -> int:
+    """Publish the segments of sessions that ended without publishing them (a crash, a
+    kill); returns the segments published. Sessions whose process lives are left alone,
+    and a segment already published (a crash after registering it) is not published again.
+    """
+    if not directory.is_dir():
+        return 0
+    done = 0
+    for session in sorted(p for p in directory.iterdir() if p.is_dir()):
+        with _orphan(session) as orphan:
+            if not orphan:
+                continue  # its server is alive
+            known: dict[str, set[str]] = {}  # per model: the segments already published
+            for path in sorted(session.glob(f"*{SEGMENT}")):
+                try:
+                    owner = _owner(path)
+                    if owner.name not in known:
+                        known[owner.name] = _segments_of(ledger, owner.name)
+                    if f"{session.name}/{path.name}" not in known[owner.name]:
+                        _register(ledger, store, owner, path, read_segment(path), recovered=True)
+                        done += 1
+                except Exception:
+                    logger.exception("could not recover the prediction log segment %s", path)
+                    continue
+                _remove(path)
+            if not any(session.glob(f"*{SEGMENT}")):
+                shutil.rmtree(session, ignore_errors=True)
+    if done:
+        logger.warning("published %d prediction log segment(s) left by a stopped server", done)
+    return done
+
+
+def read_segment(path: Path) -> pa.Table:
+    """The complete batches of a segment; a batch cut short by a crash is left out."""
+    batches: list[pa.RecordBatch] = []
+    try:
+        reader = pa.ipc.open_stream(pa.memory_map(str(path)))
+    except (pa.ArrowInvalid, OSError):
+        return pa.table({})  # the crash came before the first batch
+    schema = reader.schema
+    while True:
+        try:
+            batches.append(reader.read_next_batch())
+        except StopIteration:
+            break
+        except (pa.ArrowInvalid, OSError):
+            break
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def _owner(path: Path) -> Owner:
+    data = json.loads(path.with_suffix(".json").read_text())
+    return Owner(
+        str(data["name"]),
+        int(data["version"]),
+        data.get("artifact_id"),
+        str(data.get("env", "")),
+        str(data.get("session", "")),
+    )
+
+
+def _segments_of(ledger: Ledger, name: str) -> set[str]:
+    return {
+        str(r.meta.get("segment"))
+        for r in ledger.versions(PREDICTION_LOG, name)
+        if r.meta.get("segment")
+    }
+
+
+@contextlib.contextmanager
+def _orphan(session: Path):  # type: ignore[no-untyped-def]
+    """Yields True, holding the session's lock, when no live process holds it."""
+    try:
+        handle = (session / LOCK).open("a")
+    except OSError:
+        yield False
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        handle.close()
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.with_suffix(".json").unlink(missing_ok=True)
 
 
 def _duck_type(arrow_type: Any) -> str:

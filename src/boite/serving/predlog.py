@@ -1,14 +1,16 @@
 """The prediction log: every row scored, written off the hot path.
 
 A request only appends a tuple to an in-memory buffer (one ``list.append``
-under the GIL). A background thread turns the buffer into one Parquet file per
+under the GIL). A background thread turns the buffer into one Arrow table per
 model version every ``flush_seconds`` or ``flush_rows`` rows, whichever comes
-first, and a :class:`LogSink` stores it; the default sink puts it in the
-artifact store and registers it in the ledger as a ``prediction_log`` artifact
-(one partition), produced by a ``log`` run that consumed the model version.
+first, and hands it to a :class:`LogSink`, which has it on disk when ``write``
+returns; the sink publishes what it holds (``publish``) on its own schedule.
+The default sink (:mod:`boite.serving.logsink`) appends to local segments and
+publishes them as ``prediction_log`` partitions in the ledger.
 
-Durability: a clean shutdown flushes everything. A crash (SIGKILL, power loss)
-loses at most the rows of the last ``flush_seconds`` or ``flush_rows``.
+Durability: a clean shutdown flushes and publishes everything. A crash
+(SIGKILL, power loss) loses at most the rows of the last ``flush_seconds`` or
+``flush_rows``; what was flushed is published by the next server.
 """
 
 from __future__ import annotations
@@ -47,7 +49,13 @@ class Entry:
 
 
 class LogSink(Protocol):
-    def write(self, model: ServedModel, table: pa.Table) -> None: ...
+    def write(self, model: ServedModel, table: pa.Table) -> None:
+        """Keep ``table`` durably (or raise: the log keeps the rows for the next try)."""
+
+    def publish(self, *, force: bool = False) -> int:
+        """Make what is kept visible to readers when due (now, with ``force``)."""
+
+    def close(self) -> None: ...
 
 
 def _column(values: list[Any]) -> pa.Array:
@@ -166,8 +174,20 @@ class PredictionLog:
             self._wake.clear()
             self.flush()
 
-    def flush(self) -> int:
-        """Write what is buffered now; returns the rows written."""
+    def flush(self, *, publish: bool = False) -> int:
+        """Write what is buffered now, and publish what the sink holds if it is due (or at
+        once with ``publish``, for a reader that needs the latest rows); returns the rows
+        written."""
+        written = self._write()
+        try:
+            self.sink.publish(force=publish)
+        except Exception:
+            # the rows are on disk: the next publish (or the next server) tries again
+            self.failures += 1
+            logger.exception("could not publish the prediction log")
+        return written
+
+    def _write(self) -> int:
         with self._flush_lock:
             with self._lock:
                 buffers, self._buffers, self._rows = self._buffers, {}, 0
@@ -208,6 +228,11 @@ class PredictionLog:
         # a failing sink gets a few more tries, bounded in time
         while self._rows and time.monotonic() < deadline:
             failures = self.failures
-            self.flush()
+            self._write()
             if self.failures != failures:
                 time.sleep(0.2)
+        try:
+            self.sink.close()  # publishes what it holds
+        except Exception:
+            self.failures += 1
+            logger.exception("could not publish the prediction log at shutdown")

@@ -1,0 +1,215 @@
+"""The prediction log's sink on a real ledger and artifact store: flushes go to
+segments on disk, segments become ledger partitions when due, and what a killed
+server left is published once by the next reader."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from boite.core.artifacts import ArtifactStore
+from boite.core.ledger import Ledger
+from boite.serving.logsink import LedgerSink, read_segment, recover_segments
+from boite.serving.model import Output, ServedModel
+from boite.serving.predlog import PREDICTION_LOG, Entry, PredictionLog, to_table
+
+MODEL = ServedModel(
+    name="m",
+    version=1,
+    task="regression",
+    inputs=("f", "g"),
+    kinds={"f": "number", "g": "category"},
+    predict=lambda rows: [0.0] * len(rows),
+    outputs=(Output("prediction", "FP64"),),
+    entity_keys=("k",),
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> tuple[Ledger, ArtifactStore, Path]:
+    ledger = Ledger("sqlite:///ledger.db", root=tmp_path)
+    store = ArtifactStore(".boite/artifacts", root=tmp_path, scratch=tmp_path / ".boite" / "tmp")
+    return ledger, store, tmp_path / ".boite" / "log"
+
+
+def _table(first: int, count: int) -> pa.Table:
+    entries = [
+        Entry(f"r{i}", i, "champion", True, [{"k": f"e{i}"}], [[float(i), "x"]], [0.5], 0.1)
+        for i in range(first, first + count)
+    ]
+    return to_table(MODEL, entries)
+
+
+def _logged(ledger: Ledger, store: ArtifactStore) -> list[str]:
+    records = ledger.versions(PREDICTION_LOG, "m")
+    if not records:
+        return []
+    files = [str(store.local_path(r.uri, r.content_hash)) for r in records]
+    return [
+        r[0]
+        for r in duckdb.sql(
+            f"SELECT request_id FROM read_parquet({files!r}) ORDER BY time"
+        ).fetchall()
+    ]
+
+
+def _segments(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*/*.arrows"))
+
+
+def test_flushes_are_on_disk_at_once_and_in_the_ledger_when_published(parts: Any) -> None:
+    ledger, store, directory = parts
+    clock = Clock()
+    sink = LedgerSink(ledger, store, env="production", directory=directory, clock=clock)
+    for i in range(3):
+        sink.write(MODEL, _table(2 * i, 2))
+    assert ledger.versions(PREDICTION_LOG, "m") == []  # not published yet
+    (segment,) = _segments(directory)
+    assert read_segment(segment).column("request_id").to_pylist() == [f"r{i}" for i in range(6)]
+    assert sink.publish() == 0  # not due
+    clock.now += 60.0
+    assert sink.publish() == 1
+    (record,) = ledger.versions(PREDICTION_LOG, "m")
+    assert record.rows == 6 and record.meta["model_version"] == "m@1"
+    assert record.meta["segment"] == f"{segment.parent.name}/{segment.name}"
+    assert "recovered" not in record.meta
+    assert _logged(ledger, store) == [f"r{i}" for i in range(6)]
+    assert _segments(directory) == []
+    (run,) = ledger.runs(step="log:m")
+    assert run.params["env"] == "production" and run.status == "succeeded"
+    sink.write(MODEL, _table(6, 1))
+    sink.close()  # publishes the rest and gives its folder back
+    assert _logged(ledger, store) == [f"r{i}" for i in range(7)]
+    assert list(directory.iterdir()) == []
+
+
+def test_a_segment_is_published_when_it_holds_publish_rows(parts: Any) -> None:
+    ledger, store, directory = parts
+    sink = LedgerSink(ledger, store, env="e", directory=directory, publish_rows=5)
+    sink.write(MODEL, _table(0, 3))
+    assert ledger.versions(PREDICTION_LOG, "m") == []
+    sink.write(MODEL, _table(3, 3))
+    assert [r.rows for r in ledger.versions(PREDICTION_LOG, "m")] == [6]
+    sink.close()
+
+
+def test_a_new_type_in_a_column_starts_a_new_segment(parts: Any) -> None:
+    ledger, store, directory = parts
+    sink = LedgerSink(ledger, store, env="e", directory=directory)
+    sink.write(MODEL, _table(0, 1))
+    base = _table(1, 1)
+    nulls = base.set_column(base.schema.get_field_index("g"), "g", pa.array([None], pa.null()))
+    sink.write(MODEL, nulls)  # a flush where 'g' was always missing: cast to the segment's type
+    assert len(_segments(directory)) == 1
+    text = _table(2, 1)
+    text = text.set_column(text.schema.get_field_index("f"), "f", pa.array(["n/a"]))
+    sink.write(MODEL, text)  # 'f' as text where it was a number: a segment of its own
+    assert len(_segments(directory)) == 2
+    sink.close()
+    assert [r.rows for r in ledger.versions(PREDICTION_LOG, "m")] == [2, 1]
+    assert _logged(ledger, store) == ["r0", "r1", "r2"]
+
+
+def test_a_failing_publish_keeps_the_segment_and_tries_again(parts: Any, tmp_path: Path) -> None:
+    ledger, store, directory = parts
+    sink = LedgerSink(ledger, store, env="e", directory=directory)
+    log = PredictionLog(sink)
+    log.record(MODEL, _table_entry(0))
+    scratch = tmp_path / ".boite" / "tmp"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.write_text("not a folder")  # the store cannot write its scratch file: a real OSError
+    log.flush(publish=True)
+    assert log.failures == 0  # the rows are on disk; publishing is what failed
+    assert ledger.versions(PREDICTION_LOG, "m") == [] and len(_segments(directory)) == 1
+    scratch.unlink()
+    log.close()
+    assert _logged(ledger, store) == ["r0"] and _segments(directory) == []
+
+
+def _table_entry(i: int) -> Entry:
+    return Entry(f"r{i}", i, "champion", True, [{"k": f"e{i}"}], [[float(i), "x"]], [0.5], 0.1)
+
+
+KILLED = """
+import os, signal, sys
+from pathlib import Path
+from boite.core.artifacts import ArtifactStore
+from boite.core.ledger import Ledger
+from boite.serving.logsink import LedgerSink
+sys.path.insert(0, {tests!r})
+from test_logsink import MODEL, _table
+
+root = Path({root!r})
+ledger = Ledger("sqlite:///ledger.db", root=root)
+store = ArtifactStore(".boite/artifacts", root=root, scratch=root / ".boite" / "tmp")
+sink = LedgerSink(ledger, store, env="production", directory=root / ".boite" / "log")
+sink.write(MODEL, _table(0, 2))
+sink.write(MODEL, _table(2, 3))
+print("written", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _killed_session(root: Path) -> None:
+    script = KILLED.format(tests=str(Path(__file__).parent), root=str(root))
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == -signal.SIGKILL and "written" in done.stdout, done.stderr
+
+
+def test_a_killed_session_is_published_once_by_the_next_reader(parts: Any, tmp_path: Path) -> None:
+    ledger, store, directory = parts
+    _killed_session(tmp_path)
+    (segment,) = _segments(directory)
+    kept = segment.read_bytes(), segment.with_suffix(".json").read_bytes()
+    assert recover_segments(ledger, store, directory) == 1
+    (record,) = ledger.versions(PREDICTION_LOG, "m")
+    assert record.meta["recovered"] is True and record.meta["env"] == "production"
+    assert _logged(ledger, store) == [f"r{i}" for i in range(5)]
+    assert list(directory.iterdir()) == []
+    # a crash between registering and deleting leaves the segment behind: not published twice
+    segment.parent.mkdir()
+    segment.write_bytes(kept[0])
+    segment.with_suffix(".json").write_bytes(kept[1])
+    assert recover_segments(ledger, store, directory) == 0
+    assert len(ledger.versions(PREDICTION_LOG, "m")) == 1 and _segments(directory) == []
+
+
+def test_a_batch_cut_short_by_the_crash_is_left_out(parts: Any, tmp_path: Path) -> None:
+    ledger, store, directory = parts
+    _killed_session(tmp_path)
+    (segment,) = _segments(directory)
+    data = segment.read_bytes()
+    segment.write_bytes(data[:-40])  # the second flush torn
+    assert recover_segments(ledger, store, directory) == 1
+    assert _logged(ledger, store) == ["r0", "r1"]
+
+
+def test_the_segments_of_a_live_server_are_left_alone(parts: Any) -> None:
+    ledger, store, directory = parts
+    alive = LedgerSink(ledger, store, env="e", directory=directory)
+    alive.write(MODEL, _table(0, 2))
+    other = LedgerSink(ledger, store, env="e", directory=directory)
+    assert other.recovered == 0 and recover_segments(ledger, store, directory) == 0
+    assert len(_segments(directory)) == 1 and ledger.versions(PREDICTION_LOG, "m") == []
+    alive.close()
+    other.close()
+    assert _logged(ledger, store) == ["r0", "r1"]
