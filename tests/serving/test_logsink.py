@@ -18,7 +18,12 @@ import pytest
 
 from boite.core.artifacts import ArtifactStore
 from boite.core.ledger import Ledger
-from boite.serving.logsink import LedgerSink, read_segment, recover_segments
+from boite.serving.logsink import (
+    LedgerSink,
+    read_segment,
+    recover_segments,
+    unpublished_rows,
+)
 from boite.serving.model import Output, ServedModel
 from boite.serving.predlog import PREDICTION_LOG, Entry, PredictionLog, to_table
 
@@ -210,6 +215,7 @@ def test_the_segments_of_a_live_server_are_left_alone(parts: Any) -> None:
     other = LedgerSink(ledger, store, env="e", directory=directory)
     assert other.recovered == 0 and recover_segments(ledger, store, directory) == 0
     assert len(_segments(directory)) == 1 and ledger.versions(PREDICTION_LOG, "m") == []
+    assert unpublished_rows(directory, "m") == 2 and unpublished_rows(directory, "n") == 0
     alive.close()
     other.close()
     assert _logged(ledger, store) == ["r0", "r1"]

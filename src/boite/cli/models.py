@@ -262,7 +262,7 @@ def _compare_live(refs: list[str], project: Path) -> None:
     from rich.table import Table
 
     from boite.errors import UserError
-    from boite.pipeline.live import live_comparison
+    from boite.pipeline.live import live_comparison, unpublished
     from boite.registry.registry import parse_ref
 
     names = {parse_ref(r)[0] for r in refs}
@@ -294,6 +294,12 @@ def _compare_live(refs: list[str], project: Path) -> None:
         if column not in skip:
             table.add_row(column, *(cell(v) for v in frame[column]))
     console.print(table)
+    pending = unpublished(proj, name)
+    if pending:
+        console.print(
+            f"[dim]{pending} more row(s) are held by a running server and not counted yet; "
+            "it publishes them every log.publish_seconds.[/dim]"
+        )
 
 
 def _compare(refs: list[str], project: Path) -> None:

@@ -30,11 +30,21 @@ def live_comparison(project: Project, model: str) -> pd.DataFrame:
     project.models.registry.get(model)  # a clear error for an unknown model
     _, paths = log_partitions(project, model)
     if not paths:
+        pending = unpublished(project, model)
+        hint = (
+            "Serve it (`boite serve`) with a challenger in shadow or split, or score a "
+            "batch (`boite predict`)."
+        )
+        if pending:
+            hint = (
+                f"A running server holds {pending} row(s) of it, published every "
+                "log.publish_seconds (60 s unless the environment says otherwise): try again "
+                "then, or stop the server."
+            )
         raise UserError(
             f"the model '{model}' has no prediction log yet, so there is no live traffic "
             "to compare",
-            hint="Serve it (`boite serve`) with a challenger in shadow or split, or score a "
-            "batch (`boite predict`).",
+            hint=hint,
         )
     files = ", ".join(f"'{p}'" for p in paths)
     log = f"read_parquet([{files}], union_by_name = true)"
@@ -93,3 +103,10 @@ def _labelled_metrics(project: Project, model: str, table: Any) -> pd.DataFrame 
             entry.update({k: v for k, v in metrics.items() if k not in entry and k != "rows"})
         rows.append(entry)
     return pd.DataFrame(rows)
+
+
+def unpublished(project: Project, model: str) -> int:
+    """Rows of ``model`` that running servers have logged but not published yet."""
+    from boite.serving.logsink import LOG_DIR, unpublished_rows
+
+    return unpublished_rows(project.state_dir / LOG_DIR, model)

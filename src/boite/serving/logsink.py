@@ -284,6 +284,16 @@ def recover_segments(ledger: Ledger, store: ArtifactStore, directory: Path) -> i
     return done
 
 
+def unpublished_rows(directory: Path, model: str) -> int:
+    """The rows of ``model`` that running servers hold in segments, not yet published."""
+    rows = 0
+    for path in directory.glob(f"*/{model}@*{SEGMENT}") if directory.is_dir() else ():
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if _owner(path).name == model:  # not a model whose name starts the same way
+                rows += read_segment(path).num_rows
+    return rows
+
+
 def read_segment(path: Path) -> pa.Table:
     """The complete batches of a segment; a batch cut short by a crash is left out."""
     batches: list[pa.RecordBatch] = []
