@@ -90,6 +90,8 @@ def built(tmp_path_factory: pytest.TempPathFactory, make_project: MakeProject) -
         ["show", "dataset"],
         ["show", "run"],
         ["lineage"],
+        ["log"],
+        ["log", "compact"],
     ],
     ids=lambda c: " ".join(c) or "boite",
 )

@@ -413,3 +413,27 @@ def test_the_prepared_metric_insert_is_portable() -> None:
         assert "%(run_id)s" in sql and "%(recorded_at)s" in sql and "RETURNING" not in sql
     sql, order = render_insert(ledger_schema.metrics, keys, sqlite.pysqlite.dialect())
     assert order == keys and sql.count("?") == 5 and "RETURNING" not in sql
+
+
+def test_versions_superseded_by_a_run_kind(tmp_path: Path) -> None:
+    """Versions that a succeeded run of the named kind consumed drop out (a compaction's
+    inputs); a failed run of that kind, or a consumer of another kind, changes nothing."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}", root=tmp_path)
+    made = ledger.start_run("log", "log")
+    first, second = ledger.finish_run(
+        made, status=SUCCEEDED, produced=[_artifact("p", "a"), _artifact("p", "b")]
+    )
+    reader = ledger.start_run("feedback", "feedback")
+    ledger.finish_run(reader, status=SUCCEEDED, consumed=[first.id, second.id])
+    failed = ledger.start_run("compact", "compact")
+    ledger.finish_run(failed, status="failed", consumed=[first.id, second.id], error="x")
+    assert [v.id for v in ledger.versions("dataset", "p", superseded_by="compact")] == [
+        first.id,
+        second.id,
+    ]
+    merge = ledger.start_run("compact", "compact")
+    (merged,) = ledger.finish_run(
+        merge, status=SUCCEEDED, consumed=[first.id, second.id], produced=[_artifact("p", "c")]
+    )
+    assert [v.id for v in ledger.versions("dataset", "p", superseded_by="compact")] == [merged.id]
+    assert len(ledger.versions("dataset", "p")) == 3

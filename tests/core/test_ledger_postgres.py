@@ -11,6 +11,7 @@ import itertools
 import shutil
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -174,4 +175,11 @@ def test_a_whole_project_on_a_postgresql_ledger(pg_url: str, tmp_path: Path, ser
     project = boite.open_project(root)
     logged = project.ledger.versions("prediction_log", "repurchase")
     assert sum(r.rows or 0 for r in logged) >= batch.rows + 1
+    # compaction, and the readers' query that skips what it merged, on PostgreSQL
+    from boite.pipeline.compaction import compact_log, current_partitions
+
+    merged = compact_log(project, "repurchase", older_than=timedelta(0))
+    current = current_partitions(project, "repurchase")
+    assert len(current) == len(logged) - merged.partitions_in + len(merged.merged)
+    assert sum(r.rows or 0 for r in current) == sum(r.rows or 0 for r in logged)
     project.close()

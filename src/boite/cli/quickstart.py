@@ -164,7 +164,9 @@ def _serve_and_score(project: Any, console: Console) -> None:
         + (f"; {challenger} scored every request in shadow." if challenger else "."),
         markup=False,
     )
-    log_rows = sum(r.rows or 0 for r in project.ledger.versions("prediction_log", "repurchase"))
+    from boite.pipeline.compaction import current_partitions
+
+    log_rows = sum(r.rows or 0 for r in current_partitions(project, "repurchase"))
     console.print(f"The prediction log holds {log_rows:,} rows in the ledger.", markup=False)
     from boite.pipeline.scoring import score_batch
 

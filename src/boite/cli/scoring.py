@@ -1,4 +1,5 @@
-"""`boite predict` (batch scoring) and `boite feedback` (labels joined to the log)."""
+"""`boite predict` (batch scoring), `boite feedback` (labels joined to the log) and
+`boite log compact` (its small partitions merged)."""
 
 from __future__ import annotations
 
@@ -148,6 +149,61 @@ def _feedback(
         out.print(table)
 
 
+log_app = typer.Typer(help="The prediction log: what every served or scored row was.")
+
+
+@log_app.command("compact")
+def compact_command(
+    model: Annotated[str, typer.Argument(help="The model whose log to compact.")],
+    older_than: Annotated[
+        str,
+        typer.Option(
+            help="Merge the partitions published longer ago than this (90s, 30m, 12h, 7d)."
+        ),
+    ] = "1d",
+    project: ProjectOption = Path("."),
+) -> None:
+    """Merge a model's small log partitions into one per model version and day."""
+    from boite.cli.main import handles_errors
+
+    handles_errors(_compact)(model, older_than, project)
+
+
+def _compact(model: str, older_than: str, project: Path) -> None:
+    from boite.cli.main import _console, _open
+    from boite.cli.render import _fmt_bytes
+    from boite.core.durations import parse_duration
+    from boite.errors import UserError
+    from boite.pipeline.compaction import compact_log
+
+    try:
+        bound = parse_duration(older_than)
+    except ValueError as exc:
+        raise UserError(f"--older-than: {exc}", hint="e.g. --older-than 1d") from None
+    result = compact_log(_open(project), model, older_than=bound)
+    out = _console()
+    if not result.merged:
+        out.print(
+            f"Nothing to compact: no model version of {model} has two or more partitions "
+            f"published on one day more than {older_than} ago.",
+            markup=False,
+        )
+        return
+    out.print(
+        f"Merged {result.partitions_in:,} partitions ({result.rows:,} rows, "
+        f"{_fmt_bytes(result.bytes_in)}) into {len(result.merged):,} "
+        f"({_fmt_bytes(result.bytes_out)}); run {result.run_id}.",
+        markup=False,
+    )
+    for m in result.merged:
+        out.print(
+            f"  {m.model_version} {m.env or '-'} {m.day}: {m.partitions:,} partitions, "
+            f"{m.rows:,} rows",
+            markup=False,
+        )
+
+
 def register(app: typer.Typer) -> None:
     app.command("predict")(predict_command)
     app.command("feedback")(feedback_command)
+    app.add_typer(log_app, name="log")

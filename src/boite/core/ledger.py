@@ -884,13 +884,27 @@ class Ledger:
         with self.engine.connect() as conn:
             return {r._mapping["name"]: _artifact(r) for r in conn.execute(query)}
 
-    def versions(self, kind: str, name: str) -> list[ArtifactRecord]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(t.artifacts)
-                .where(t.artifacts.c.kind == kind, t.artifacts.c.name == name)
-                .order_by(t.artifacts.c.version)
+    def versions(
+        self, kind: str, name: str, *, superseded_by: str | None = None
+    ) -> list[ArtifactRecord]:
+        """Every version of an artifact, oldest first; with ``superseded_by`` (a run kind),
+        only those that no succeeded run of that kind consumed (e.g. log partitions that
+        a compaction merged into a larger one)."""
+        query = sa.select(t.artifacts).where(t.artifacts.c.kind == kind, t.artifacts.c.name == name)
+        if superseded_by is not None:
+            replaced = (
+                sa.select(t.edges.c.artifact_id)
+                .join(t.runs, t.runs.c.id == t.edges.c.run_id)
+                .where(
+                    t.edges.c.artifact_id == t.artifacts.c.id,
+                    t.edges.c.direction == CONSUMED,
+                    t.runs.c.kind == superseded_by,
+                    t.runs.c.status == SUCCEEDED,
+                )
             )
+            query = query.where(~replaced.exists())
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(t.artifacts.c.version))
             return [_artifact(r) for r in rows]
 
     def inputs_of(self, run_id: str) -> list[ArtifactRecord]:

@@ -742,10 +742,11 @@ def _model_keys(project: Project, mv: ModelVersion) -> tuple[str, ...]:
 def log_partitions(project: Project, model: str) -> tuple[list[ArtifactRecord], list[Path]]:
     """The prediction log of ``model`` as registered partitions and their local files,
     after publishing what a stopped server left unpublished."""
+    from boite.pipeline.compaction import current_partitions
     from boite.serving.logsink import LOG_DIR, recover_segments
 
     recover_segments(project.ledger, project.store, project.state_dir / LOG_DIR)
-    records = project.ledger.versions(PREDICTION_LOG, model)
+    records = current_partitions(project, model)
     store = project.store
     paths = [
         store.local_path(r.uri, r.content_hash, what=f"prediction log {r.ref}") for r in records

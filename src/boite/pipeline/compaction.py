@@ -1,0 +1,193 @@
+"""Compaction of the prediction log: the small partitions of a model version merged into
+one per day, so that its readers open a few files instead of thousands.
+
+A running server publishes one partition per model version every
+``log.publish_seconds`` (1,440 a day at the default minute, per worker).
+``compact_log`` merges the partitions published before a bound, per model
+version, environment and UTC day of publication, with DuckDB (streamed: a day of
+traffic need not fit in memory), into one zstd Parquet partition each. One
+``compact`` run consumes the small partitions and produces the merged ones in
+one ledger transaction, so a reader (feedback, the live comparison) sees either
+the small ones or the merged ones, never both and never neither. The small ones
+stay on record (lineage recorded against them still resolves) and in the
+artifact store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from boite.core.datasets import new_dataset
+from boite.core.engine import quote_literal
+from boite.core.ledger import FAILED, SUCCEEDED, ArtifactRecord, NewArtifact, Resources
+from boite.core.lock import ProjectLock
+from boite.core.metering import Meter
+from boite.errors import BoiteError, UserError
+from boite.serving.predlog import PREDICTION_LOG
+
+if TYPE_CHECKING:
+    from boite.pipeline.project import Project
+
+COMPACT = "compact"  # the run kind whose consumed partitions readers skip
+
+
+@dataclass(frozen=True)
+class Merged:
+    model_version: str
+    env: str
+    day: date
+    partitions: int
+    rows: int
+
+
+@dataclass
+class Compaction:
+    model: str
+    merged: list[Merged] = field(default_factory=list)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    run_id: str | None = None
+
+    @property
+    def partitions_in(self) -> int:
+        return sum(m.partitions for m in self.merged)
+
+    @property
+    def rows(self) -> int:
+        return sum(m.rows for m in self.merged)
+
+
+def current_partitions(project: Project, model: str) -> list[ArtifactRecord]:
+    """The prediction log partitions of ``model`` that readers use: all but those that a
+    compaction merged into a larger one."""
+    return project.ledger.versions(PREDICTION_LOG, model, superseded_by=COMPACT)
+
+
+def compact_log(
+    project: Project,
+    model: str,
+    *,
+    older_than: timedelta = timedelta(days=1),
+    now: datetime | None = None,
+) -> Compaction:
+    """Merge the partitions of ``model``'s log published more than ``older_than`` ago
+    (wall time, as the ledger records it); a group of one is left as it is."""
+    project.models.registry.get(model)  # an unknown model: a clear error, did-you-mean
+    if older_than < timedelta(0):
+        raise UserError(
+            f"--older-than must not be negative (got {older_than})",
+            hint="e.g. --older-than 1d merges the partitions published before yesterday.",
+        )
+    cutoff = (now or datetime.now(UTC)) - older_than
+    out = Compaction(model)
+    # two compactions of one log at once would both merge the same partitions
+    with ProjectLock(project.state_dir / "log-compact.lock", wait=True):
+        groups: dict[tuple[str, str, date], list[ArtifactRecord]] = {}
+        for record in current_partitions(project, model):
+            if record.created_at >= cutoff:
+                continue
+            meta = record.meta or {}
+            key = (
+                str(meta.get("model_version", "?")),
+                str(meta.get("env", "")),
+                record.created_at.astimezone(UTC).date(),
+            )
+            groups.setdefault(key, []).append(record)
+        groups = {k: v for k, v in groups.items() if len(v) > 1}
+        if not groups:
+            return out
+        ledger = project.ledger
+        out.run_id = ledger.start_run(
+            f"compact:{model}",
+            COMPACT,
+            params={"model": model, "older_than_s": older_than.total_seconds()},
+        )
+        meter = Meter()
+        try:
+            produced: list[NewArtifact] = []
+            with meter:
+                for (version, env, day), records in sorted(groups.items()):
+                    new, rows = _merge(project, model, records, version, env, day)
+                    produced.append(new)
+                    out.merged.append(Merged(version, env, day, len(records), rows))
+                    out.bytes_out += new.bytes or 0
+            consumed = [r.id for records in groups.values() for r in records]
+            out.bytes_in = sum(r.bytes or 0 for records in groups.values() for r in records)
+            ledger.finish_run(
+                out.run_id,
+                status=SUCCEEDED,
+                resources=Resources(
+                    wall_s=meter.usage.wall_s,
+                    cpu_s=meter.usage.cpu_s,
+                    peak_rss_bytes=meter.usage.peak_rss_bytes,
+                    rows_in=out.rows,
+                    rows_out=out.rows,
+                    bytes_in=out.bytes_in,
+                    bytes_out=out.bytes_out,
+                ),
+                consumed=consumed,
+                produced=produced,
+                metrics={
+                    "partitions_in": float(len(consumed)),
+                    "partitions_out": float(len(produced)),
+                },
+            )
+        except BaseException as exc:
+            ledger.finish_run(out.run_id, status=FAILED, error=f"{type(exc).__name__}: {exc}")
+            raise
+    return out
+
+
+def _merge(
+    project: Project,
+    model: str,
+    records: list[ArtifactRecord],
+    version: str,
+    env: str,
+    day: date,
+) -> tuple[NewArtifact, int]:
+    store = project.store
+    paths = [
+        store.local_path(r.uri, r.content_hash, what=f"prediction log {r.ref}") for r in records
+    ]
+    files = "[" + ", ".join(quote_literal(str(p)) for p in paths) + "]"
+    scratch = store.new_scratch_file(".parquet")
+    con = project.engine.connect()
+    try:
+        # the partitions in the order they were published (DuckDB keeps insertion order);
+        # columns matched by name, since a later partition may carry a column more
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet({files}, union_by_name = true)) "
+            f"TO {quote_literal(str(scratch))} (FORMAT parquet, COMPRESSION zstd)"
+        )
+        rows = con.execute(f"SELECT count(*) FROM read_parquet({quote_literal(str(scratch))})")
+        count = int(rows.fetchone()[0])  # type: ignore[index]
+        expected = sum(r.rows or 0 for r in records)
+        if count != expected:
+            raise BoiteError(
+                f"merging {len(records)} partitions of the {model} log gave {count} rows, "
+                f"not {expected}; nothing was changed"
+            )
+        roles = sorted(
+            str(r[0])
+            for r in con.execute(
+                f"SELECT DISTINCT role FROM read_parquet({quote_literal(str(scratch))})"
+            ).fetchall()
+        )
+        stored = store.put_file(scratch, suffix=".parquet")
+        path = store.local_path(stored.uri, stored.sha256)
+        rel = con.sql(f"SELECT * FROM read_parquet({quote_literal(str(path))}) LIMIT 0")
+        schema = {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
+    finally:
+        con.close()
+    meta: dict[str, Any] = {
+        "model_version": version,
+        "env": env,
+        "roles": roles,
+        "compacted": {"day": day.isoformat(), "partitions": len(records)},
+    }
+    new = new_dataset(model, stored, path, schema, meta=meta)
+    new.kind = PREDICTION_LOG
+    return new, count
