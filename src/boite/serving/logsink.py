@@ -107,11 +107,16 @@ class LedgerSink:
         self._count = 0
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self.dir = directory / f"{env}-{self.session}-{os.urandom(4).hex()}"
-        self.dir.mkdir()
-        # held while this process lives: the next sink knows the segments here are not orphans
-        self._lock_file = (self.dir / LOCK).open("w")
+        name = f"{env}-{self.session}-{os.urandom(4).hex()}"
+        # Made under a hidden name and renamed once locked, so that another process's
+        # recovery never sees it unlocked and takes it for a dead session's. The lock is
+        # held while this process lives: its segments are never taken for orphans.
+        making = directory / f".{name}"
+        making.mkdir()
+        self._lock_file = (making / LOCK).open("w")
         fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        self.dir = directory / name
+        making.rename(self.dir)
         self.recovered = recover_segments(ledger, store, directory)
 
     # --- writing ------------------------------------------------------------------------
@@ -260,7 +265,9 @@ def recover_segments(ledger: Ledger, store: ArtifactStore, directory: Path) -> i
     if not directory.is_dir():
         return 0
     done = 0
-    for session in sorted(p for p in directory.iterdir() if p.is_dir()):
+    for session in sorted(
+        p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")
+    ):
         with _orphan(session) as orphan:
             if not orphan:
                 continue  # its server is alive
