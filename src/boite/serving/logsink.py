@@ -100,7 +100,6 @@ class LedgerSink:
         self.publish_seconds = publish_seconds
         self.publish_rows = publish_rows
         self.clock = clock
-        self.published_partitions = 0
         self._lock = threading.Lock()  # one writer per process: partitions stay in order
         self._open: dict[tuple[str, int], Segment] = {}
         self._unpublished: list[tuple[Owner, Path]] = []  # closed, waiting for a retry
@@ -212,7 +211,6 @@ class LedgerSink:
                 continue
             _remove(path)
             done += 1
-        self.published_partitions += done
         return done
 
 
