@@ -36,9 +36,10 @@ def retail(retail_root: Path, tmp_path: Path) -> Project:
     project.close()
 
 
-def _serve_log(project: Project, flushes: int) -> list[str]:
+def _serve_log(project: Project, flushes: int, day: int = 0) -> list[str]:
     """``flushes`` partitions per version (@1 champion, @2 shadow) through the real sink,
-    each published at once; returns the request ids in order."""
+    each published at once, of rows logged on 1998-06-01 + ``day``; returns the request
+    ids in order."""
     features = tuple(project.models.registry.get("repurchase@1").meta["features"])
     sink = LedgerSink(
         project.ledger,
@@ -62,11 +63,12 @@ def _serve_log(project: Project, flushes: int) -> list[str]:
                 entity_keys=("customer_id",),
             )
             entities = [{"customer_id": f"{i + 1:05d}"}]
-            at = int(datetime(1998, 6, 1, tzinfo=UTC).timestamp() * 1e6) + i
+            logged = datetime(1998, 6, 1, tzinfo=UTC) + timedelta(days=day)
+            at = int(logged.timestamp() * 1e6) + i
             log.record(
                 model,
                 Entry(
-                    f"q-{i}",
+                    f"q-{day}-{i}",
                     at,
                     role,
                     role == "champion",
@@ -76,7 +78,7 @@ def _serve_log(project: Project, flushes: int) -> list[str]:
                     1.0,
                 ),
             )
-        ids.append(f"q-{i}")
+        ids.append(f"q-{day}-{i}")
         log.flush()
     log.close()
     return ids
@@ -126,7 +128,7 @@ def test_partitions_merge_per_version_and_readers_see_the_same_rows(retail: Proj
     )
     # labels still join, now to a merged partition
     summary = record_feedback(
-        retail, "repurchase", [{"request_id": "q-1", "row": 0, "bought_again_90d": 1}]
+        retail, "repurchase", [{"request_id": "q-0-1", "row": 0, "bought_again_90d": 1}]
     )
     assert summary.matched_by_id == 1
     assert {a.id for a in retail.ledger.inputs_of(summary.run_id)} <= merged
@@ -146,6 +148,36 @@ def test_compacting_again_merges_only_what_came_since(retail: Project) -> None:
     assert len(_current(retail)) == 2
     _, files = log_partitions(retail, "repurchase")
     assert len(_request_ids(files)) == 6
+
+
+def test_each_day_is_merged_once(retail: Project) -> None:
+    """Grouped by the day the rows were logged: compacting again does not fold the merged
+    days into one another; a late partition of a day joins that day's merged one."""
+    _serve_log(retail, 2, day=0)
+    _serve_log(retail, 2, day=1)
+    first = compact_log(retail, "repurchase", now=LATER)
+    assert sorted(
+        (m.model_version, str(m.day), m.partitions) for m in first.merged if m.env == ENV
+    ) == [
+        ("repurchase@1", "1998-06-01", 2),
+        ("repurchase@1", "1998-06-02", 2),
+        ("repurchase@2", "1998-06-01", 2),
+        ("repurchase@2", "1998-06-02", 2),
+    ]
+    day_one = {r.id for r in _current(retail) if r.meta["compacted"]["day"] == "1998-06-01"}
+    assert len(day_one) == 2
+    assert _ours(compact_log(retail, "repurchase", now=LATER)) == []
+    _serve_log(retail, 1, day=1)  # late rows of the second day
+    late = compact_log(retail, "repurchase", now=LATER)
+    assert sorted(
+        (m.model_version, str(m.day), m.partitions) for m in late.merged if m.env == ENV
+    ) == [
+        ("repurchase@1", "1998-06-02", 2),
+        ("repurchase@2", "1998-06-02", 2),
+    ]
+    assert day_one <= {r.id for r in _current(retail)}  # the first day untouched
+    _, files = log_partitions(retail, "repurchase")
+    assert len(_request_ids(files)) == 2 * (2 + 2 + 1)
 
 
 def test_recent_partitions_are_left_alone(retail: Project) -> None:

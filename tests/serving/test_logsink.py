@@ -219,3 +219,96 @@ def test_the_segments_of_a_live_server_are_left_alone(parts: Any) -> None:
     alive.close()
     other.close()
     assert _logged(ledger, store) == ["r0", "r1"]
+
+
+def test_a_write_that_fails_keeps_nothing_so_the_retry_logs_each_row_once(
+    parts: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch reached the file but its fsync failed (EIO): it is cut from the segment,
+    the log keeps the rows, and the next flush writes them once."""
+    import boite.serving.logsink as logsink
+
+    ledger, store, directory = parts
+    sink = LedgerSink(ledger, store, env="e", directory=directory)
+    log = PredictionLog(sink)
+    log.record(MODEL, _table_entry(0))
+    log.flush()
+    real_fsync, calls = logsink.os.fsync, []
+
+    def failing_once(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(logsink.os, "fsync", failing_once)
+    log.record(MODEL, _table_entry(1))
+    log.flush()
+    assert log.failures == 1 and log.pending_rows == 1
+    log.flush()
+    assert log.pending_rows == 0
+    log.close()
+    assert _logged(ledger, store) == ["r0", "r1"]
+
+
+def test_a_closed_sink_refuses_writes(parts: Any) -> None:
+    ledger, store, directory = parts
+    sink = LedgerSink(ledger, store, env="e", directory=directory)
+    sink.write(MODEL, _table(0, 1))
+    sink.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        sink.write(MODEL, _table(1, 1))
+    assert _logged(ledger, store) == ["r0"] and list(directory.iterdir()) == []
+
+
+def test_a_segment_takes_a_new_type_only_where_no_value_changes(parts: Any) -> None:
+    ledger, store, directory = parts
+    sink = LedgerSink(ledger, store, env="e", directory=directory)
+    floats = _table(0, 1)
+    sink.write(MODEL, floats)
+    ints = _table(1, 1)
+    ints = ints.set_column(ints.schema.get_field_index("f"), "f", pa.array([2], pa.int64()))
+    sink.write(MODEL, ints)  # integers into a float column: the same values
+    assert len(_segments(directory)) == 1
+    text = _table(2, 1)
+    text = text.set_column(text.schema.get_field_index("f"), "f", pa.array(["007"]))
+    sink.write(MODEL, text)  # Arrow would parse '007' to 7.0: a segment of its own instead
+    assert len(_segments(directory)) == 2
+    sink.close()
+    records = ledger.versions(PREDICTION_LOG, "m")
+    files = [str(store.local_path(r.uri, r.content_hash)) for r in records]
+    values = [pq_column(f, "f") for f in files]
+    assert values == [[0.0, 2.0], ["007"]]
+
+
+def pq_column(path: str, name: str) -> list[Any]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).column(name).to_pylist()
+
+
+def test_rows_that_cannot_be_tabled_are_dropped_and_counted_the_rest_logged(
+    parts: Any,
+) -> None:
+    ledger, store, directory = parts
+    log = PredictionLog(LedgerSink(ledger, store, env="e", directory=directory))
+    other = ServedModel(
+        name="m",
+        version=2,
+        task="regression",
+        inputs=("f", "g"),
+        kinds={"f": "number", "g": "category"},
+        predict=lambda rows: [0.0] * len(rows),
+        outputs=(Output("prediction", "FP64"),),
+        entity_keys=("k",),
+    )
+    # two rows, one output: no table can be made of it (a fault of the caller's)
+    log.record(other, Entry("bad", 0, "champion", True, None, [[1.0, "x"], [2.0, "y"]], [0.5], 0.1))
+    log.record(MODEL, _table_entry(0))
+    # an integer beyond 64 bits (JSON allows it) is kept as text
+    huge = Entry("r1", 1, "champion", True, [{"k": "e"}], [[2**64, "x"]], [0.5], 0.1)
+    log.record(MODEL, huge)
+    log.flush()
+    assert log.dropped_rows == 2 and log.pending_rows == 0
+    log.close()
+    assert _logged(ledger, store) == ["r0", "r1"]

@@ -201,6 +201,8 @@ def _compact(model: str, older_than: str, project: Path) -> None:
             f"{m.rows:,} rows",
             markup=False,
         )
+    for why in result.skipped:
+        out.print(f"  not merged (left as it was): {why}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

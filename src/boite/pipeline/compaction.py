@@ -4,8 +4,11 @@ one per day, so that its readers open a few files instead of thousands.
 A running server publishes one partition per model version every
 ``log.publish_seconds`` (1,440 a day at the default minute, per worker).
 ``compact_log`` merges the partitions published before a bound, per model
-version, environment and UTC day of publication, with DuckDB (streamed: a day of
-traffic need not fit in memory), into one zstd Parquet partition each. One
+version, environment and UTC day, with DuckDB (streamed: a day of
+traffic need not fit in memory), into one zstd Parquet partition each. The day
+is that of a partition's first logged row, so a merged partition stays in its
+day's group: compacting every night merges each day once, not the whole history
+again, and a group of one (a day already merged) is left alone. One
 ``compact`` run consumes the small partitions and produces the merged ones in
 one ledger transaction, so a reader (feedback, the live comparison) sees either
 the small ones or the merged ones, never both and never neither. The small ones
@@ -15,6 +18,8 @@ artifact store.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
     from boite.pipeline.project import Project
 
 COMPACT = "compact"  # the run kind whose consumed partitions readers skip
+logger = logging.getLogger("boite.pipeline.compaction")
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class Merged:
 class Compaction:
     model: str
     merged: list[Merged] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # groups that could not be merged, why
     bytes_in: int = 0
     bytes_out: int = 0
     run_id: str | None = None
@@ -89,11 +96,7 @@ def compact_log(
             if record.created_at >= cutoff:
                 continue
             meta = record.meta or {}
-            key = (
-                str(meta.get("model_version", "?")),
-                str(meta.get("env", "")),
-                record.created_at.astimezone(UTC).date(),
-            )
+            key = (str(meta.get("model_version", "?")), str(meta.get("env", "")), _day(record))
             groups.setdefault(key, []).append(record)
         groups = {k: v for k, v in groups.items() if len(v) > 1}
         if not groups:
@@ -107,14 +110,26 @@ def compact_log(
         meter = Meter()
         try:
             produced: list[NewArtifact] = []
+            consumed: list[ArtifactRecord] = []
             with meter:
                 for (version, env, day), records in sorted(groups.items()):
-                    new, rows = _merge(project, model, records, version, env, day)
+                    try:
+                        new, rows = _merge(project, model, records, version, env, day)
+                    except Exception as exc:  # one bad group does not stop the others
+                        why = f"{version} {env or '-'} {day}: {type(exc).__name__}: {exc}"
+                        logger.warning("could not merge the log partitions of %s", why)
+                        out.skipped.append(why)
+                        continue
                     produced.append(new)
+                    consumed += records
                     out.merged.append(Merged(version, env, day, len(records), rows))
                     out.bytes_out += new.bytes or 0
-            consumed = [r.id for records in groups.values() for r in records]
-            out.bytes_in = sum(r.bytes or 0 for records in groups.values() for r in records)
+            if not produced:
+                raise BoiteError(
+                    "none of the log's partition groups could be merged: " + "; ".join(out.skipped),
+                    hint="The partitions are unchanged; the reason is above.",
+                )
+            out.bytes_in = sum(r.bytes or 0 for r in consumed)
             ledger.finish_run(
                 out.run_id,
                 status=SUCCEEDED,
@@ -127,7 +142,7 @@ def compact_log(
                     bytes_in=out.bytes_in,
                     bytes_out=out.bytes_out,
                 ),
-                consumed=consumed,
+                consumed=[r.id for r in consumed],
                 produced=produced,
                 metrics={
                     "partitions_in": float(len(consumed)),
@@ -138,6 +153,15 @@ def compact_log(
             ledger.finish_run(out.run_id, status=FAILED, error=f"{type(exc).__name__}: {exc}")
             raise
     return out
+
+
+def _day(record: ArtifactRecord) -> date:
+    """The UTC day of a partition's first logged row (its publication day if unknown)."""
+    first = (record.time_context or {}).get("data_from")
+    if first:
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(str(first)).astimezone(UTC).date()
+    return record.created_at.astimezone(UTC).date()
 
 
 def _merge(

@@ -33,12 +33,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from boite.core.artifacts import ArtifactStore
+from boite.core.artifacts import ArtifactStore, fsync_path
 from boite.core.datasets import new_dataset
 from boite.core.ledger import SUCCEEDED, Ledger, Resources
 from boite.serving.model import ServedModel
@@ -71,7 +71,7 @@ class Owner:
 class Segment:
     owner: Owner
     path: Path
-    file: IO[bytes]
+    file: pa.OSFile  # unbuffered: what write_table returned from is in the OS
     writer: pa.ipc.RecordBatchStreamWriter
     schema: pa.Schema
     opened: float
@@ -104,6 +104,9 @@ class LedgerSink:
         self._open: dict[tuple[str, int], Segment] = {}
         self._unpublished: list[tuple[Owner, Path]] = []  # closed, waiting for a retry
         self._count = 0
+        self._closed = False
+        self._failed_in_a_row = 0  # publishing: a failing ledger is retried less and less
+        self._retry_at = 0.0
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         name = f"{env}-{self.session}-{os.urandom(4).hex()}"
@@ -116,66 +119,77 @@ class LedgerSink:
         fcntl.flock(self._lock_file, fcntl.LOCK_EX)
         self.dir = directory / name
         making.rename(self.dir)
+        fsync_path(directory)  # the rename survives a power loss: recovery will find it
         self.recovered = recover_segments(ledger, store, directory)
 
     # --- writing ------------------------------------------------------------------------
 
     def write(self, model: ServedModel, table: pa.Table) -> None:
-        """Append ``table`` to the model version's segment, on disk when this returns."""
+        """Append ``table`` to the model version's segment, on disk when this returns; if
+        it raises, none of ``table`` is kept (the caller keeps the rows)."""
         with self._lock:
+            if self._closed:
+                raise RuntimeError(f"the prediction log sink of {self.dir} is closed")
             key = (model.name, model.version)
             segment = self._open.get(key)
             if segment is not None and table.schema != segment.schema:
-                try:
-                    # a column that was all null so far takes the type it has now, and so on
-                    table = table.cast(segment.schema)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
-                    # not castable (a feature now sent as text): a segment has one schema
+                widened = _widened(table, segment.schema)
+                if widened is None:
+                    # a type the segment cannot take without changing a value (a feature
+                    # now sent as text, a float where integers came): a segment of its own
                     self._close(segment)
                     segment = None
+                else:
+                    table = widened
             if segment is None:
                 owner = Owner(model.name, model.version, model.artifact_id, self.env, self.session)
                 segment = self._new_segment(owner, table.schema)
                 self._open[key] = segment
+            start = segment.file.tell()
             try:
                 segment.writer.write_table(table)
-                segment.file.flush()
                 os.fsync(segment.file.fileno())
             except BaseException:
-                # what reached the segment whole is kept; the caller keeps these rows, and
-                # the next write starts a new segment rather than append after a torn batch
-                self._close(segment)
+                # cut what reached the file, so that the rows the caller keeps for the next
+                # try are not logged twice; the next write starts a new segment
+                with contextlib.suppress(OSError):
+                    os.ftruncate(segment.file.fileno(), start)
+                self._close(segment, torn=True)
                 raise
             segment.rows += table.num_rows
             if segment.rows >= self.publish_rows:
                 self._close(segment)
-                self._publish_closed()
+                self._publish_closed(retry=True)
 
     def publish(self, *, force: bool = False) -> int:
         """Publish the segments older than ``publish_seconds`` (all with ``force``), and
-        any that failed to publish before; returns the partitions published."""
+        any that failed to publish before (after a back-off while publishing fails);
+        returns the partitions published."""
         with self._lock:
             now = self.clock()
             for segment in list(self._open.values()):
                 if force or now - segment.opened >= self.publish_seconds:
                     self._close(segment)
-            return self._publish_closed()
+            return self._publish_closed(retry=force)
 
     def close(self) -> None:
-        """Publish everything, then give the session's directory back."""
-        self.publish(force=True)
+        """Publish everything, then give the session's directory back; later writes are
+        refused."""
         with self._lock:
+            self._closed = True
+            for segment in list(self._open.values()):
+                self._close(segment)
+            self._publish_closed(retry=True)
+            self._lock_file.close()
             if self._unpublished:
-                # kept on disk: the next sink to open publishes them
+                # kept on disk, unlocked: the next server or reader publishes them
                 logger.error(
                     "%d prediction log segment(s) in %s could not be published; the next "
-                    "server on this project will retry",
+                    "server or reader of the log on this project will",
                     len(self._unpublished),
                     self.dir,
                 )
-                self._lock_file.close()
                 return
-            self._lock_file.close()
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def _new_segment(self, owner: Owner, schema: pa.Schema) -> Segment:
@@ -186,32 +200,56 @@ class LedgerSink:
             sidecar.write(json.dumps(dataclasses.asdict(owner)))
             sidecar.flush()
             os.fsync(sidecar.fileno())
-        file = path.open("wb")
+        file = pa.OSFile(str(path), mode="w")
         return Segment(owner, path, file, pa.ipc.new_stream(file, schema), schema, self.clock())
 
-    def _close(self, segment: Segment) -> None:
+    def _close(self, segment: Segment, *, torn: bool = False) -> None:
         self._open.pop((segment.owner.name, segment.owner.version), None)
-        # a stream without its end marker still reads to its last whole batch
+        if not torn:  # after a failed write, no end marker: the stream reads to its last batch
+            with contextlib.suppress(OSError, pa.ArrowException):
+                segment.writer.close()
         with contextlib.suppress(OSError, pa.ArrowException):
-            segment.writer.close()
-        with contextlib.suppress(OSError):
             segment.file.close()
         self._unpublished.append((segment.owner, segment.path))
 
-    def _publish_closed(self) -> int:
+    def _publish_closed(self, *, retry: bool) -> int:
+        if not self._unpublished or (not retry and self.clock() < self._retry_at):
+            return 0
         done = 0
         waiting, self._unpublished = self._unpublished, []
         for owner, path in waiting:
             try:
                 _register(self.ledger, self.store, owner, path, read_segment(path))
             except Exception:
-                # the rows stay on disk: tried again at the next publish, or by the next server
+                # the rows stay on disk: tried again later, or by the next server
                 logger.exception("could not publish the prediction log segment %s", path)
                 self._unpublished.append((owner, path))
                 continue
             _remove(path)
             done += 1
+        if self._unpublished:
+            self._failed_in_a_row += 1
+            self._retry_at = self.clock() + min(60.0, 2.0**self._failed_in_a_row)
+        else:
+            self._failed_in_a_row = 0
         return done
+
+
+def _widened(table: pa.Table, schema: pa.Schema) -> pa.Table | None:
+    """``table`` in ``schema``'s types where that changes no value: a column that was all
+    null in this flush, or integers where the segment holds floats; None otherwise."""
+    if table.schema.names != schema.names:
+        return None
+    for have, want in zip(table.schema, schema, strict=True):
+        if have.type == want.type or pa.types.is_null(have.type):
+            continue
+        if pa.types.is_integer(have.type) and pa.types.is_floating(want.type):
+            continue
+        return None
+    try:
+        return table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 def _register(
@@ -263,9 +301,9 @@ def recover_segments(ledger: Ledger, store: ArtifactStore, directory: Path) -> i
     if not directory.is_dir():
         return 0
     done = 0
-    for session in sorted(
-        p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")
-    ):
+    for session in sorted(p for p in directory.iterdir() if p.is_dir()):
+        if session.name.startswith(".") and not any(session.glob(f"*{SEGMENT}")):
+            continue  # a session being made (or one killed before it wrote anything)
         with _orphan(session) as orphan:
             if not orphan:
                 continue  # its server is alive
@@ -357,8 +395,10 @@ def _orphan(session: Path):  # type: ignore[no-untyped-def]
 
 
 def _remove(path: Path) -> None:
-    path.unlink(missing_ok=True)
-    path.with_suffix(".json").unlink(missing_ok=True)
+    # published: a segment that cannot be deleted is found published by the next recovery
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+        path.with_suffix(".json").unlink(missing_ok=True)
 
 
 def _duck_type(arrow_type: Any) -> str:

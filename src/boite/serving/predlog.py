@@ -61,8 +61,9 @@ class LogSink(Protocol):
 def _column(values: list[Any]) -> pa.Array:
     try:
         return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        # a feature given with mixed kinds across requests: kept, as text
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        # a feature given with mixed kinds across requests, or an integer beyond 64
+        # bits (JSON allows it): kept, as text
         return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
@@ -172,7 +173,12 @@ class PredictionLog:
         while not self._stop.is_set():
             self._wake.wait(self.flush_seconds)
             self._wake.clear()
-            self.flush()
+            try:
+                self.flush()
+            except Exception:
+                # whatever went wrong, the thread lives on: the next rows are logged
+                self.failures += 1
+                logger.exception("the prediction log's flush failed")
 
     def flush(self, *, publish: bool = False) -> int:
         """Write what is buffered now, and publish what the sink holds if it is due (or at
@@ -193,7 +199,15 @@ class PredictionLog:
                 buffers, self._buffers, self._rows = self._buffers, {}, 0
             written = 0
             for key, (model, entries) in buffers.items():
-                table = to_table(model, entries)
+                try:
+                    table = to_table(model, entries)
+                except Exception:
+                    # values no column type can hold: writing them again would fail again
+                    rows = sum(len(e.rows) for e in entries)
+                    self.failures += 1
+                    self.dropped_rows += rows
+                    logger.exception("dropped %d logged rows of %s: not tabular", rows, key)
+                    continue
                 try:
                     self.sink.write(model, table)
                 except Exception:
