@@ -437,3 +437,20 @@ def test_versions_superseded_by_a_run_kind(tmp_path: Path) -> None:
     )
     assert [v.id for v in ledger.versions("dataset", "p", superseded_by="compact")] == [merged.id]
     assert len(ledger.versions("dataset", "p")) == 3
+
+
+def test_versions_where_a_meta_key_has_a_value(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}", root=tmp_path)
+    run = ledger.start_run("log", "log")
+    ledger.finish_run(
+        run,
+        status=SUCCEEDED,
+        produced=[
+            _artifact("p", "a", meta={"segment": "s/1"}),
+            _artifact("p", "b", meta={"segment": "s/2", "other": 1}),
+            _artifact("p", "c"),
+        ],
+    )
+    assert [v.version for v in ledger.versions_where("dataset", "p", "segment", "s/2")] == [2]
+    assert ledger.versions_where("dataset", "p", "segment", "s/3") == []
+    assert ledger.versions_where("dataset", "q", "segment", "s/1") == []

@@ -52,11 +52,16 @@ def pg_url(postgres: Any) -> str:
     return postgres.get_uri().replace("/postgres?", f"/{name}?", 1)
 
 
-def _artifact(name: str, content: str) -> NewArtifact:
+def _artifact(name: str, content: str, meta: dict[str, Any] | None = None) -> NewArtifact:
     # a real sha256: PostgreSQL, unlike SQLite, holds VARCHAR(64) to its length
     digest = hashlib.sha256(content.encode()).hexdigest()
     return NewArtifact(
-        kind="dataset", name=name, content_hash=digest, uri=f"x/{digest}", format="parquet"
+        kind="dataset",
+        name=name,
+        content_hash=digest,
+        uri=f"x/{digest}",
+        format="parquet",
+        meta=meta,
     )
 
 
@@ -96,6 +101,12 @@ def test_the_ledger_api_on_postgresql(pg_url: str, tmp_path: Path) -> None:
         consumer, status=SUCCEEDED, consumed=[record.id], produced=[_artifact("weekly", "b")]
     )
     assert [a.ref for a in ledger.inputs_of(consumer)] == ["daily@1"]
+    tagged = ledger.start_run("log", "log")
+    ledger.finish_run(
+        tagged, status=SUCCEEDED, produced=[_artifact("log", "c", meta={"segment": "s/1"})]
+    )
+    assert [a.ref for a in ledger.versions_where("dataset", "log", "segment", "s/1")] == ["log@1"]
+    assert ledger.versions_where("dataset", "log", "segment", "s/2") == []
     assert [r.id for r in ledger.consumers_of(record.id)] == [consumer]
 
     for step, value in enumerate((0.9, 0.5, 0.4)):

@@ -907,6 +907,21 @@ class Ledger:
             rows = conn.execute(query.order_by(t.artifacts.c.version))
             return [_artifact(r) for r in rows]
 
+    def versions_where(self, kind: str, name: str, key: str, value: str) -> list[ArtifactRecord]:
+        """The versions whose ``meta[key]`` is the text ``value``, found by the database
+        (JSON extraction on SQLite and PostgreSQL) rather than by reading every version."""
+        query = (
+            sa.select(t.artifacts)
+            .where(
+                t.artifacts.c.kind == kind,
+                t.artifacts.c.name == name,
+                t.artifacts.c.meta[key].as_string() == value,
+            )
+            .order_by(t.artifacts.c.version)
+        )
+        with self.engine.connect() as conn:
+            return [_artifact(r) for r in conn.execute(query)]
+
     def inputs_of(self, run_id: str) -> list[ArtifactRecord]:
         return self._edge_artifacts(run_id, CONSUMED)
 

@@ -307,13 +307,12 @@ def recover_segments(ledger: Ledger, store: ArtifactStore, directory: Path) -> i
         with _orphan(session) as orphan:
             if not orphan:
                 continue  # its server is alive
-            known: dict[str, set[str]] = {}  # per model: the segments already published
             for path in sorted(session.glob(f"*{SEGMENT}")):
                 try:
                     owner = _owner(path)
-                    if owner.name not in known:
-                        known[owner.name] = _segments_of(ledger, owner.name)
-                    if f"{session.name}/{path.name}" not in known[owner.name]:
+                    segment = f"{session.name}/{path.name}"
+                    # published already when the crash came between registering and deleting
+                    if not ledger.versions_where(PREDICTION_LOG, owner.name, "segment", segment):
                         _register(ledger, store, owner, path, read_segment(path), recovered=True)
                         done += 1
                 except Exception:
@@ -364,14 +363,6 @@ def _owner(path: Path) -> Owner:
         str(data.get("env", "")),
         str(data.get("session", "")),
     )
-
-
-def _segments_of(ledger: Ledger, name: str) -> set[str]:
-    return {
-        str(r.meta.get("segment"))
-        for r in ledger.versions(PREDICTION_LOG, name)
-        if r.meta.get("segment")
-    }
 
 
 @contextlib.contextmanager
