@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from retail_copy import copy_retail
 from typer.testing import CliRunner
 
 from boite.cli.main import app
@@ -30,7 +31,7 @@ AS_OF = "1998-03-31"
 def retail(retail_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
     """A copy of the trained retail project: batch runs here touch no other test's ledger."""
     root = tmp_path_factory.mktemp("batch") / "retail"
-    shutil.copytree(retail_root, root)
+    copy_retail(retail_root, root)
     project = open_project(root)
     yield project
     project.close()

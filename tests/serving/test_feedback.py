@@ -4,12 +4,12 @@ duplicates, live metrics by version and role, and bad labels."""
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from retail_copy import copy_retail
 from typer.testing import CliRunner
 
 from boite.cli.main import app
@@ -26,7 +26,7 @@ AS_OF = "1998-03-31"
 @pytest.fixture(scope="module")
 def retail(retail_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
     root = tmp_path_factory.mktemp("feedback") / "retail"
-    shutil.copytree(retail_root, root)
+    copy_retail(retail_root, root)
     project = open_project(root)
     yield project
     project.close()

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 import numpy as np
 import pytest
@@ -380,8 +381,12 @@ def test_champion_and_shadow_side_by_side_on_live_traffic(
         )
     time.sleep(0.3)  # the shadow scores after the answer has gone
     server.app.service.log.flush(publish=True)
-    client.post(PREDICT, json={"entities": [{"customer_id": "00007"}]})
-    server.app.service.log.flush()  # on disk in a segment, not published
+    client.post(
+        PREDICT,
+        json={"entities": [{"customer_id": "00007"}]},
+        headers={"x-request-id": "live-late"},
+    )
+    server.app.service.log.flush()  # on disk in a segment, not published: readers ask for it
     frame = live_comparison(server.project, "repurchase").set_index(["version", "role"])
     champion, shadow = frame.loc[(1, "champion")], frame.loc[(2, "shadow")]
     assert champion["rows"] >= 5 and shadow["rows"] >= 5
@@ -399,7 +404,12 @@ def test_champion_and_shadow_side_by_side_on_live_traffic(
     )
     assert result.returncode == 0, result.stderr
     assert "repurchase@2 shadow" in result.stdout and "mean_abs_difference" in result.stdout
-    assert "held by a running server" in " ".join(result.stdout.split())
+    assert "held by a running server" not in " ".join(result.stdout.split())
+    from boite.pipeline.scoring import log_partitions
+
+    _, files = log_partitions(server.project, "repurchase")
+    ids = duckdb.sql(f"SELECT request_id FROM read_parquet({[str(f) for f in files]!r})")
+    assert ("live-late",) in ids.fetchall()  # published on the reader's request
 
 
 def test_the_fastapi_routes_answer_as_the_fast_path(server: Server, client: httpx.Client) -> None:

@@ -4,12 +4,12 @@ before and after, and the merge is on record."""
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
+from retail_copy import copy_retail
 from typer.testing import CliRunner
 
 from boite.cli.main import app
@@ -30,7 +30,7 @@ ENV = "compaction"  # the copy may hold partitions of other tests' servers: ours
 @pytest.fixture
 def retail(retail_root: Path, tmp_path: Path) -> Project:
     root = tmp_path / "retail"
-    shutil.copytree(retail_root, root)
+    copy_retail(retail_root, root)
     project = open_project(root)
     yield project
     project.close()

@@ -22,6 +22,7 @@ from boite.serving.logsink import (
     LedgerSink,
     read_segment,
     recover_segments,
+    request_publish,
     unpublished_rows,
 )
 from boite.serving.model import Output, ServedModel
@@ -312,3 +313,26 @@ def test_rows_that_cannot_be_tabled_are_dropped_and_counted_the_rest_logged(
     assert log.dropped_rows == 2 and log.pending_rows == 0
     log.close()
     assert _logged(ledger, store) == ["r0", "r1"]
+
+
+def test_a_reader_asks_running_servers_to_publish_and_waits_for_them(parts: Any) -> None:
+    import threading
+
+    ledger, store, directory = parts
+    server = LedgerSink(ledger, store, env="e", directory=directory)  # another worker, say
+    server.write(MODEL, _table(0, 2))
+    # nobody flushes: the reader gives up after its wait, the rows stay held
+    assert request_publish(directory, wait_s=0.3) is False
+    assert unpublished_rows(directory, "m") == 2
+    # the server's next flush sees the request, publishes and acknowledges it
+    tick = threading.Timer(0.2, server.publish)
+    tick.start()
+    try:
+        assert request_publish(directory, wait_s=10) is True
+    finally:
+        tick.join()
+    assert unpublished_rows(directory, "m") == 0 and _logged(ledger, store) == ["r0", "r1"]
+    assert server.publish() == 0  # a request answered once is not answered again
+    server.write(MODEL, _table(2, 1))
+    server.close()
+    assert _logged(ledger, store) == ["r0", "r1", "r2"]

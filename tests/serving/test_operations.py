@@ -4,7 +4,6 @@ several workers, and the prediction log's flushing."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,8 +16,10 @@ from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 import pyarrow as pa
 import pytest
+from retail_copy import copy_retail
 
 from boite.errors import ConfigError, RequestError
 from boite.pipeline.project import open_project
@@ -34,7 +35,7 @@ ONE = {"entities": [{"customer_id": "00042"}]}
 
 def copy_project(retail_root: Path, tmp_path: Path, environments: str) -> Path:
     root = tmp_path / "retail"
-    shutil.copytree(retail_root, root)
+    copy_retail(retail_root, root)
     text = (root / "boite.yaml").read_text()
     text = text[: text.index("environments:")] + environments
     (root / "boite.yaml").write_text(text)
@@ -273,10 +274,30 @@ def test_boite_serve_with_two_workers_answers_and_shuts_down_cleanly(
     )  # fmt: skip
     try:
         with httpx.Client(base_url=url) as c:
-            for i in range(20):
-                r = c.post(PREDICT, json=ONE, headers={"x-request-id": f"w-{i}"})
-                assert r.status_code == 200
+            # a connection each, until both workers have answered (their log segments
+            # show it): bounded at 200 requests
+            sent, answered_by = 0, set()
+            while sent < 200 and len(answered_by) < 2:
+                for _ in range(10):
+                    r = httpx.post(
+                        f"{url}{PREDICT}", json=ONE, headers={"x-request-id": f"w-{sent}"}
+                    )
+                    assert r.status_code == 200
+                    sent += 1
+                time.sleep(1.5)  # a flush interval: the rows reach the segments
+                workers = {str(w.pid) for w in psutil.Process(process.pid).children(True)}
+                answered_by = {
+                    p.parent.name.split("-")[1]
+                    for p in (root / ".boite" / "log").glob("*/*.arrows")
+                } & workers
+            assert len(answered_by) == 2
             metrics = c.get("/metrics").text
+            # labels for answers of both workers: the one taking them asks the other to
+            # publish its log first, so that every label finds its answer
+            labels = [{"request_id": f"w-{i}", "bought_again_90d": i % 2} for i in range(sent)]
+            fed = c.post("/v1/models/repurchase/feedback", json={"labels": labels}, timeout=60)
+            assert fed.status_code == 200, fed.text
+            assert fed.json()["matched_by_id"] == sent and fed.json()["unmatched"] == 0
         assert "boite_requests_total" in metrics
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -294,7 +315,7 @@ def test_boite_serve_with_two_workers_answers_and_shuts_down_cleanly(
         logged = duckdb.sql(
             f"SELECT count(*) FROM read_parquet({paths!r}) WHERE request_id LIKE 'w-%'"
         ).fetchall()
-        assert logged == [(20,)]
+        assert logged == [(sent,)]
     finally:
         project.close()
 

@@ -86,6 +86,10 @@ def _serve(
     os.environ[ROOT_VARIABLE] = str(proj.root)
     os.environ[ENV_VARIABLE] = env_name
     os.environ[ACCESS_LOG_VARIABLE] = "1" if access_log else "0"
+    if service.log is not None:
+        # the workers log; this process only checked the models (and must not hold a
+        # log session that readers would wait on)
+        service.log.close()
     proj.close()
     run(
         "boite.pipeline.serving:app_from_environment",

@@ -77,7 +77,8 @@ def live_comparison(project: Project, model: str) -> pd.DataFrame:
     finally:
         con.close()
     out = summary.merge(paired, on=["version", "role"], how="left")
-    labelled = _labelled_metrics(project, model, joined(project, model))
+    # the servers were asked to publish a moment ago, above
+    labelled = _labelled_metrics(project, model, joined(project, model, publish_wait_s=0))
     if labelled is not None:
         out = out.merge(labelled, on=["version", "role"], how="left")
     return out

@@ -739,13 +739,19 @@ def _model_keys(project: Project, mv: ModelVersion) -> tuple[str, ...]:
     return tuple(keys)
 
 
-def log_partitions(project: Project, model: str) -> tuple[list[ArtifactRecord], list[Path]]:
-    """The prediction log of ``model`` as registered partitions and their local files,
-    after publishing what a stopped server left unpublished."""
+def log_partitions(
+    project: Project, model: str, *, wait_s: float = 3.0
+) -> tuple[list[ArtifactRecord], list[Path]]:
+    """The prediction log of ``model`` as registered partitions and their local files:
+    running servers that hold rows of it are asked to publish them first (waiting at most
+    ``wait_s``), and what a stopped server left unpublished is published."""
     from boite.pipeline.compaction import current_partitions
-    from boite.serving.logsink import LOG_DIR, recover_segments
+    from boite.serving.logsink import LOG_DIR, recover_segments, request_publish
 
-    recover_segments(project.ledger, project.store, project.state_dir / LOG_DIR)
+    directory = project.state_dir / LOG_DIR
+    if wait_s > 0:
+        request_publish(directory, wait_s=wait_s)
+    recover_segments(project.ledger, project.store, directory)
     records = current_partitions(project, model)
     store = project.store
     paths = [
@@ -761,10 +767,12 @@ def record_feedback(
     *,
     label_column: str | None = None,
     timestamp: str | None = None,
+    publish_wait_s: float = 3.0,
 ) -> FeedbackSummary:
     """Join labels (a file, a list of dicts, a frame) to ``model``'s prediction log, store
     them as a ``feedback`` artifact (lineage: the log partitions they matched), and say
-    how many matched and how each version did on them, by role.
+    how many matched and how each version did on them, by role. Running servers are
+    asked to publish their log first (waiting at most ``publish_wait_s``).
 
     This is what an API endpoint calls with the request's body (a list of dicts).
     """
@@ -780,7 +788,7 @@ def record_feedback(
     keys = _model_keys(project, latest)
     where = "given" if isinstance(labels, list) else f"'{labels}'"
     table = read_labels(labels, text_columns=keys)
-    records, paths = log_partitions(project, model)
+    records, paths = log_partitions(project, model, wait_s=publish_wait_s)
     if not records:
         raise UserError(
             f"the model '{model}' has no prediction log yet, so there is nothing to join labels to",
@@ -932,10 +940,11 @@ def _live_metrics(con: duckdb.DuckDBPyConnection, task: str, model: str) -> list
     return out
 
 
-def joined(project: Project, model: str) -> pa.Table:
+def joined(project: Project, model: str, *, publish_wait_s: float = 3.0) -> pa.Table:
     """The prediction log of ``model`` joined with every label it has received: one row
     per (label, prediction), with the log's columns, ``label``, ``label_time`` and
-    ``matched_by``. For monitoring (performance on live traffic, by version and role)."""
+    ``matched_by``. For monitoring (performance on live traffic, by version and role).
+    Running servers are asked to publish first (waiting at most ``publish_wait_s``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -943,7 +952,7 @@ def joined(project: Project, model: str) -> pa.Table:
 
     latest = project.models.registry.get(model)
     keys = _model_keys(project, latest)
-    records, paths = log_partitions(project, model)
+    records, paths = log_partitions(project, model, wait_s=publish_wait_s)
     feedback = project.ledger.versions(FEEDBACK, model)
     if not records or not feedback:
         return pa.table({})

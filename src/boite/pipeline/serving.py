@@ -229,11 +229,23 @@ def create_app(project: Project, env_name: str, *, service: Service | None = Non
         model: str, labels: list[dict[str, Any]], label_column: str | None, timestamp: str | None
     ) -> dict[str, Any]:
         from boite.pipeline.scoring import record_feedback
+        from boite.serving.logsink import LOG_DIR, ask_to_publish, wait_for_publish
 
+        # Labels for the latest answers must find them: every worker publishes its log
+        # first (this one at once, the others at their next flush).
+        directory = project.state_dir / LOG_DIR
+        token = ask_to_publish(directory)
         if service.log is not None:
-            service.log.flush(publish=True)  # so that labels for the latest answers find them
+            service.log.flush(publish=True)  # sees the request: this worker acknowledges it
+        if token is not None:
+            wait_for_publish(directory, token, wait_s=2 * env.log.flush_seconds + 2.0)
         summary = record_feedback(
-            project, model, labels, label_column=label_column, timestamp=timestamp
+            project,
+            model,
+            labels,
+            label_column=label_column,
+            timestamp=timestamp,
+            publish_wait_s=0,
         )
         return summary.to_dict()
 

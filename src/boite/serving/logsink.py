@@ -48,6 +48,8 @@ logger = logging.getLogger("boite.serving.log")
 
 LOG_DIR = "log"  # the segments' folder, under the project's .boite
 LOCK = "session.lock"
+REQUEST = "publish.request"  # a reader's token: every live session publishes, then acks it
+ACK = "publish.ack"
 SEGMENT = ".arrows"
 
 
@@ -107,6 +109,7 @@ class LedgerSink:
         self._closed = False
         self._failed_in_a_row = 0  # publishing: a failing ledger is retried less and less
         self._retry_at = 0.0
+        self._request_seen = _read(directory / REQUEST)  # one from before this session: done
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         name = f"{env}-{self.session}-{os.urandom(4).hex()}"
@@ -162,15 +165,24 @@ class LedgerSink:
                 self._publish_closed(retry=True)
 
     def publish(self, *, force: bool = False) -> int:
-        """Publish the segments older than ``publish_seconds`` (all with ``force``), and
-        any that failed to publish before (after a back-off while publishing fails);
-        returns the partitions published."""
+        """Publish the segments older than ``publish_seconds`` (all with ``force``, or when
+        a reader asked since the last call: :func:`request_publish`), and any that failed
+        to publish before (after a back-off while publishing fails); returns the
+        partitions published."""
         with self._lock:
+            if self._closed:
+                return 0
+            request = _read(self.directory / REQUEST)
+            asked = request is not None and request != self._request_seen
             now = self.clock()
             for segment in list(self._open.values()):
-                if force or now - segment.opened >= self.publish_seconds:
+                if force or asked or now - segment.opened >= self.publish_seconds:
                     self._close(segment)
-            return self._publish_closed(retry=force)
+            done = self._publish_closed(retry=force or asked)
+            if asked:
+                self._request_seen = request
+                _write_atomically(self.dir / ACK, request or "")
+            return done
 
     def close(self) -> None:
         """Publish everything, then give the session's directory back; later writes are
@@ -326,6 +338,54 @@ def recover_segments(ledger: Ledger, store: ArtifactStore, directory: Path) -> i
     return done
 
 
+def request_publish(directory: Path, *, wait_s: float) -> bool:
+    """Ask every running server of the project to publish its log now, and wait (at most
+    ``wait_s``) until each has: a reader that needs the latest rows (feedback, the live
+    comparison) calls this. True when all answered in time (or none runs).
+
+    Servers look for the request at each flush (``log.flush_seconds``), write what they
+    buffer, publish, and acknowledge it in their session folder; rows logged after the
+    request may wait for the next publish. Dead servers are not waited for (recovery
+    publishes what they left).
+    """
+    token = ask_to_publish(directory)
+    return token is None or wait_for_publish(directory, token, wait_s=wait_s)
+
+
+def ask_to_publish(directory: Path) -> str | None:
+    """Post a publish request; its token, or None when no server is running."""
+    if not _live_sessions(directory):
+        return None
+    token = f"{time.time_ns()}-{os.urandom(4).hex()}"
+    _write_atomically(directory / REQUEST, token)
+    return token
+
+
+def wait_for_publish(directory: Path, token: str, *, wait_s: float) -> bool:
+    """Wait (at most ``wait_s``) until every running server acknowledged ``token``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        waiting = [s for s in _live_sessions(directory) if _read(s / ACK) != token]
+        if not waiting:
+            return True
+        if time.monotonic() >= deadline:
+            logger.warning(
+                "%d running server(s) did not publish their prediction log within %.1f s",
+                len(waiting),
+                wait_s,
+            )
+            return False
+        time.sleep(0.05)
+
+
+def _live_sessions(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return [
+        s for s in directory.iterdir() if s.is_dir() and not s.name.startswith(".") and _alive(s)
+    ]
+
+
 def unpublished_rows(directory: Path, model: str) -> int:
     """The rows of ``model`` that running servers hold in segments, not yet published."""
     rows = 0
@@ -383,6 +443,24 @@ def _orphan(session: Path):  # type: ignore[no-untyped-def]
         yield True
     finally:
         handle.close()
+
+
+def _alive(session: Path) -> bool:
+    with _orphan(session) as orphan:
+        return not orphan
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    scratch.write_text(text)
+    scratch.replace(path)
 
 
 def _remove(path: Path) -> None:
