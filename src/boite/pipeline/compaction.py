@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from boite.core.datasets import new_dataset
 from boite.core.engine import quote_literal
 from boite.core.ledger import FAILED, SUCCEEDED, ArtifactRecord, NewArtifact, Resources
 from boite.core.lock import ProjectLock
 from boite.core.metering import Meter
 from boite.errors import BoiteError, UserError
+from boite.pipeline.scoring import stored_parquet
 from boite.serving.predlog import PREDICTION_LOG
 
 if TYPE_CHECKING:
@@ -186,24 +186,12 @@ def _merge(
             f"COPY (SELECT * FROM read_parquet({files}, union_by_name = true)) "
             f"TO {quote_literal(str(scratch))} (FORMAT parquet, COMPRESSION zstd)"
         )
-        rows = con.execute(f"SELECT count(*) FROM read_parquet({quote_literal(str(scratch))})")
-        count = int(rows.fetchone()[0])  # type: ignore[index]
-        expected = sum(r.rows or 0 for r in records)
-        if count != expected:
-            raise BoiteError(
-                f"merging {len(records)} partitions of the {model} log gave {count} rows, "
-                f"not {expected}; nothing was changed"
-            )
         roles = sorted(
             str(r[0])
             for r in con.execute(
                 f"SELECT DISTINCT role FROM read_parquet({quote_literal(str(scratch))})"
             ).fetchall()
         )
-        stored = store.put_file(scratch, suffix=".parquet")
-        path = store.local_path(stored.uri, stored.sha256)
-        rel = con.sql(f"SELECT * FROM read_parquet({quote_literal(str(path))}) LIMIT 0")
-        schema = {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
     finally:
         con.close()
     meta: dict[str, Any] = {
@@ -212,6 +200,11 @@ def _merge(
         "roles": roles,
         "compacted": {"day": day.isoformat(), "partitions": len(records)},
     }
-    new = new_dataset(model, stored, path, schema, meta=meta)
-    new.kind = PREDICTION_LOG
-    return new, count
+    new = stored_parquet(project, scratch, model, PREDICTION_LOG, meta)
+    expected = sum(r.rows or 0 for r in records)
+    if new.rows != expected:
+        raise BoiteError(
+            f"merging {len(records)} partitions of the {model} log gave {new.rows} rows, "
+            f"not {expected}; the ledger was not changed"
+        )
+    return new, expected

@@ -598,11 +598,17 @@ def _run_batch(
                     f"the input '{params['input']}' has no rows", hint="Nothing to score."
                 )
             stored_copy.commit()
-            produced = [_stored(project, stored_copy.path, mv, PREDICTIONS, params, run_id)]
+            produced = [
+                stored_parquet(
+                    project, stored_copy.path, mv.name, PREDICTIONS, {**params, "run": run_id}
+                )
+            ]
             if log_file is not None:
                 log_file.commit()
-                meta = {"model_version": mv.ref, "env": "batch", "roles": ["batch"]}
-                produced.append(_stored(project, log_file.path, mv, PREDICTION_LOG, meta, run_id))
+                meta = {"model_version": mv.ref, "env": "batch", "roles": ["batch"], "run": run_id}
+                produced.append(
+                    stored_parquet(project, log_file.path, mv.name, PREDICTION_LOG, meta)
+                )
             if user_file is not None:
                 user_file.commit()
     except BaseException as exc:
@@ -651,15 +657,11 @@ def _run_batch(
     )
 
 
-def _stored(
-    project: Project,
-    scratch: Path,
-    mv: ModelVersion,
-    kind: str,
-    meta: dict[str, Any],
-    run_id: str,
+def stored_parquet(
+    project: Project, scratch: Path, name: str, kind: str, meta: dict[str, Any]
 ) -> NewArtifact:
-    """A finished Parquet file moved into the artifact store under its hash."""
+    """A finished Parquet file moved into the artifact store under its hash, described as
+    a ``kind`` artifact named ``name`` (schema as DuckDB reads it, footer statistics)."""
     store = project.store
     stored = store.put_file(scratch, suffix=".parquet")
     path = store.local_path(stored.uri, stored.sha256)
@@ -669,7 +671,7 @@ def _stored(
         schema = {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
     finally:
         con.close()
-    new = new_dataset(mv.name, stored, path, schema, meta={**meta, "run": run_id})
+    new = new_dataset(name, stored, path, schema, meta=meta)
     new.kind = kind
     return new
 
@@ -838,7 +840,9 @@ def record_feedback(
                 "unmatched": unmatched,
                 "live": [m.__dict__ for m in live],
             }
-            new = _stored(project, scratch, latest, FEEDBACK, summary_meta, run_id)
+            new = stored_parquet(
+                project, scratch, latest.name, FEEDBACK, {**summary_meta, "run": run_id}
+            )
     except BaseException as exc:
         if run_id is not None:
             project.ledger.finish_run(

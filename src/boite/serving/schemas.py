@@ -13,91 +13,76 @@ _ROWS = {
     "items": {"type": "object", "additionalProperties": True},
 }
 
-PREDICT: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "description": "Entity keys (features read from the online store), inline "
-                    "features, or both (the same rows, in the same order).",
-                    "properties": {"entities": _ROWS, "features": _ROWS},
-                    "additionalProperties": False,
-                    "example": {"entities": [{"customer_id": "00042"}]},
-                }
-            }
-        },
-    }
-}
 
-INFER: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
+def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """The ``openapi_extra`` of a route whose required body is a JSON ``schema``."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+PREDICT = _json_body(
+    {
+        "type": "object",
+        "description": "Entity keys (features read from the online store), inline "
+        "features, or both (the same rows, in the same order).",
+        "properties": {"entities": _ROWS, "features": _ROWS},
+        "additionalProperties": False,
+        "example": {"entities": [{"customer_id": "00042"}]},
+    }
+)
+
+INFER = _json_body(
+    {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string"},
+            "parameters": {"type": "object"},
+            "inputs": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
                     "type": "object",
-                    "required": ["inputs"],
+                    # 'data', unless the tensor comes as binary data
+                    # (parameters.binary_data_size, Triton's extension)
+                    "required": ["name", "shape", "datatype"],
                     "properties": {
-                        "id": {"type": "string"},
+                        "name": {"type": "string"},
+                        "shape": {"type": "array", "items": {"type": "integer"}},
+                        "datatype": {"type": "string", "enum": DATATYPES},
+                        "data": {"type": "array"},
                         "parameters": {"type": "object"},
-                        "inputs": {
-                            "type": "array",
-                            "minItems": 1,
-                            "items": {
-                                "type": "object",
-                                # 'data', unless the tensor comes as binary data
-                                # (parameters.binary_data_size, Triton's extension)
-                                "required": ["name", "shape", "datatype"],
-                                "properties": {
-                                    "name": {"type": "string"},
-                                    "shape": {"type": "array", "items": {"type": "integer"}},
-                                    "datatype": {"type": "string", "enum": DATATYPES},
-                                    "data": {"type": "array"},
-                                    "parameters": {"type": "object"},
-                                },
-                            },
-                        },
-                        "outputs": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["name"],
-                                "properties": {"name": {"type": "string"}},
-                            },
-                        },
                     },
-                    "additionalProperties": False,
-                }
-            }
-        },
-    }
-}
-
-
-FEEDBACK: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
+                },
+            },
+            "outputs": {
+                "type": "array",
+                "items": {
                     "type": "object",
-                    "required": ["labels"],
-                    "description": "Ground truth for earlier predictions: each label row has "
-                    "a request_id (and row), or the entity keys and a time.",
-                    "properties": {
-                        "labels": _ROWS,
-                        "label_column": {"type": "string"},
-                        "timestamp": {"type": "string"},
-                    },
-                    "additionalProperties": False,
-                    "example": {"labels": [{"request_id": "abc", "bought_again_90d": 1}]},
-                }
-            }
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string"}},
+                },
+            },
         },
+        "additionalProperties": False,
     }
-}
+)
+
+
+FEEDBACK = _json_body(
+    {
+        "type": "object",
+        "required": ["labels"],
+        "description": "Ground truth for earlier predictions: each label row has "
+        "a request_id (and row), or the entity keys and a time.",
+        "properties": {
+            "labels": _ROWS,
+            "label_column": {"type": "string"},
+            "timestamp": {"type": "string"},
+        },
+        "additionalProperties": False,
+        "example": {"labels": [{"request_id": "abc", "bought_again_90d": 1}]},
+    }
+)
 
 
 def _rows(body: dict[str, Any], key: str) -> list[dict[str, Any]] | None:
