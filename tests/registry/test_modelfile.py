@@ -19,6 +19,7 @@ import lightgbm
 import numpy as np
 import pandas as pd
 import pytest
+from public_data import data_file
 
 import boite
 from boite.core.artifacts import ArtifactStore, sha256_file
@@ -34,15 +35,6 @@ from boite.registry.modelfile import (
     write_model_artifact,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-# Public data shipped with the repository, each with its SOURCE.txt beside it.
-DATA_FILES = {
-    "adult/adult.csv.gz": REPO / "examples/income/data/adult/adult.csv.gz",
-    "bike_sharing/day.csv": REPO / "tests/data/bike_sharing/day.csv",
-    "movietweetings_sample/train_data.csv.gz": (
-        REPO / "tests/data/movietweetings_sample/train_data.csv.gz"
-    ),
-}
 ADULT_NUMERIC = ["age", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
 
 SIGNATURE = {
@@ -51,15 +43,11 @@ SIGNATURE = {
 }
 
 
-def _data(relpath: str) -> Path:
-    return DATA_FILES[relpath]
-
-
 @pytest.fixture(scope="module")
 def popularity() -> dict[str, Any]:
     """The 20 most rated MovieTweetings items: a whole model that is plain JSON."""
     ratings = pd.read_csv(
-        _data("movietweetings_sample/train_data.csv.gz"), usecols=["user_id", "movie_id"]
+        data_file("movietweetings_sample/train_data.csv.gz"), usecols=["user_id", "movie_id"]
     ).rename(columns={"user_id": "user", "movie_id": "item"})
     counts = ratings["item"].value_counts().head(20)
     return {
@@ -71,7 +59,7 @@ def popularity() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def adult() -> tuple[np.ndarray, np.ndarray]:
-    frame = pd.read_csv(_data("adult/adult.csv.gz"), usecols=[*ADULT_NUMERIC, "income"])
+    frame = pd.read_csv(data_file("adult/adult.csv.gz"), usecols=[*ADULT_NUMERIC, "income"])
     return frame[ADULT_NUMERIC].to_numpy(dtype=float), (frame["income"] == ">50K").to_numpy()
 
 

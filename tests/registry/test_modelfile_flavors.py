@@ -23,6 +23,7 @@ import lightgbm
 import numpy as np
 import pandas as pd
 import pytest
+from public_data import data_file
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression
@@ -38,22 +39,9 @@ from boite.registry.modelfile import (
     write_model,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-# Public data shipped with the repository, each with its SOURCE.txt beside it.
-DATA_FILES = {
-    "adult/adult.csv.gz": REPO / "examples/income/data/adult/adult.csv.gz",
-    "bike_sharing/day.csv": REPO / "tests/data/bike_sharing/day.csv",
-    "movietweetings_sample/train_data.csv.gz": (
-        REPO / "tests/data/movietweetings_sample/train_data.csv.gz"
-    ),
-}
 ADULT_NUMERIC = ["age", "fnlwgt", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
 BIKE_FEATURES = ["season", "yr", "mnth", "holiday", "weekday", "workingday", "weathersit",
                  "temp", "atemp", "hum", "windspeed"]  # fmt: skip
-
-
-def _data(relpath: str) -> Path:
-    return DATA_FILES[relpath]
 
 
 def _signature(features: list[str], output: str, kind: str = "double") -> dict[str, Any]:
@@ -73,12 +61,12 @@ def _one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def adult() -> pd.DataFrame:
-    return pd.read_csv(_data("adult/adult.csv.gz"), usecols=[*ADULT_NUMERIC, "income", "split"])
+    return pd.read_csv(data_file("adult/adult.csv.gz"), usecols=[*ADULT_NUMERIC, "income", "split"])
 
 
 @pytest.fixture(scope="module")
 def bike() -> pd.DataFrame:
-    return pd.read_csv(_data("bike_sharing/day.csv"))
+    return pd.read_csv(data_file("bike_sharing/day.csv"))
 
 
 @pytest.fixture(scope="module")

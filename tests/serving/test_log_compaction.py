@@ -96,6 +96,12 @@ def _ours(result: Compaction) -> list[tuple[str, int]]:
     return sorted((m.model_version, m.partitions) for m in result.merged if m.env == ENV)
 
 
+def _our_days(result: Compaction) -> list[tuple[str, str, int]]:
+    return sorted(
+        (m.model_version, str(m.day), m.partitions) for m in result.merged if m.env == ENV
+    )
+
+
 def _current(project: Project) -> list[ArtifactRecord]:
     return [r for r in current_partitions(project, "repurchase") if r.meta.get("env") == ENV]
 
@@ -156,9 +162,7 @@ def test_each_day_is_merged_once(retail: Project) -> None:
     _serve_log(retail, 2, day=0)
     _serve_log(retail, 2, day=1)
     first = compact_log(retail, "repurchase", now=LATER)
-    assert sorted(
-        (m.model_version, str(m.day), m.partitions) for m in first.merged if m.env == ENV
-    ) == [
+    assert _our_days(first) == [
         ("repurchase@1", "1998-06-01", 2),
         ("repurchase@1", "1998-06-02", 2),
         ("repurchase@2", "1998-06-01", 2),
@@ -169,9 +173,7 @@ def test_each_day_is_merged_once(retail: Project) -> None:
     assert _ours(compact_log(retail, "repurchase", now=LATER)) == []
     _serve_log(retail, 1, day=1)  # late rows of the second day
     late = compact_log(retail, "repurchase", now=LATER)
-    assert sorted(
-        (m.model_version, str(m.day), m.partitions) for m in late.merged if m.env == ENV
-    ) == [
+    assert _our_days(late) == [
         ("repurchase@1", "1998-06-02", 2),
         ("repurchase@2", "1998-06-02", 2),
     ]

@@ -1,14 +1,17 @@
 """The prediction log's sink on a real ledger and artifact store: flushes go to
 segments on disk, segments become ledger partitions when due, and what a killed
-server left is published once by the next reader."""
+server left is published once by the next reader; and the log's own flushing (by rows,
+by time, on close) against a sink kept in memory."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +58,15 @@ def parts(tmp_path: Path) -> tuple[Ledger, ArtifactStore, Path]:
     return ledger, store, tmp_path / ".boite" / "log"
 
 
+def _entry(i: int, key: str | None = None) -> Entry:
+    """Row ``i`` as the server logs it: request r<i>, entity k = ``key`` (e<i> unless given)."""
+    return Entry(
+        f"r{i}", i, "champion", True, [{"k": key or f"e{i}"}], [[float(i), "x"]], [0.5], 0.1
+    )
+
+
 def _table(first: int, count: int) -> pa.Table:
-    entries = [
-        Entry(f"r{i}", i, "champion", True, [{"k": f"e{i}"}], [[float(i), "x"]], [0.5], 0.1)
-        for i in range(first, first + count)
-    ]
-    return to_table(MODEL, entries)
+    return to_table(MODEL, [_entry(i) for i in range(first, first + count)])
 
 
 def _logged(ledger: Ledger, store: ArtifactStore) -> list[str]:
@@ -137,7 +143,7 @@ def test_a_failing_publish_keeps_the_segment_and_tries_again(parts: Any, tmp_pat
     ledger, store, directory = parts
     sink = LedgerSink(ledger, store, env="e", directory=directory)
     log = PredictionLog(sink)
-    log.record(MODEL, _table_entry(0))
+    log.record(MODEL, _entry(0))
     scratch = tmp_path / ".boite" / "tmp"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.write_text("not a folder")  # the store cannot write its scratch file: a real OSError
@@ -147,10 +153,6 @@ def test_a_failing_publish_keeps_the_segment_and_tries_again(parts: Any, tmp_pat
     scratch.unlink()
     log.close()
     assert _logged(ledger, store) == ["r0"] and _segments(directory) == []
-
-
-def _table_entry(i: int) -> Entry:
-    return Entry(f"r{i}", i, "champion", True, [{"k": f"e{i}"}], [[float(i), "x"]], [0.5], 0.1)
 
 
 KILLED = """
@@ -232,7 +234,7 @@ def test_a_write_that_fails_keeps_nothing_so_the_retry_logs_each_row_once(
     ledger, store, directory = parts
     sink = LedgerSink(ledger, store, env="e", directory=directory)
     log = PredictionLog(sink)
-    log.record(MODEL, _table_entry(0))
+    log.record(MODEL, _entry(0))
     log.flush()
     real_fsync, calls = logsink.os.fsync, []
 
@@ -243,7 +245,7 @@ def test_a_write_that_fails_keeps_nothing_so_the_retry_logs_each_row_once(
         real_fsync(fd)
 
     monkeypatch.setattr(logsink.os, "fsync", failing_once)
-    log.record(MODEL, _table_entry(1))
+    log.record(MODEL, _entry(1))
     log.flush()
     assert log.failures == 1 and log.pending_rows == 1
     log.flush()
@@ -293,19 +295,10 @@ def test_rows_that_cannot_be_tabled_are_dropped_and_counted_the_rest_logged(
 ) -> None:
     ledger, store, directory = parts
     log = PredictionLog(LedgerSink(ledger, store, env="e", directory=directory))
-    other = ServedModel(
-        name="m",
-        version=2,
-        task="regression",
-        inputs=("f", "g"),
-        kinds={"f": "number", "g": "category"},
-        predict=lambda rows: [0.0] * len(rows),
-        outputs=(Output("prediction", "FP64"),),
-        entity_keys=("k",),
-    )
+    other = dataclasses.replace(MODEL, version=2)
     # two rows, one output: no table can be made of it (a fault of the caller's)
     log.record(other, Entry("bad", 0, "champion", True, None, [[1.0, "x"], [2.0, "y"]], [0.5], 0.1))
-    log.record(MODEL, _table_entry(0))
+    log.record(MODEL, _entry(0))
     # an integer beyond 64 bits (JSON allows it) is kept as text
     huge = Entry("r1", 1, "champion", True, [{"k": "e"}], [[2**64, "x"]], [0.5], 0.1)
     log.record(MODEL, huge)
@@ -336,3 +329,60 @@ def test_a_reader_asks_running_servers_to_publish_and_waits_for_them(parts: Any)
     server.write(MODEL, _table(2, 1))
     server.close()
     assert _logged(ledger, store) == ["r0", "r1", "r2"]
+
+
+class ListSink:
+    """A sink that keeps tables in memory, failing on demand (the log's own logic is
+    under test here; the ledger sink everywhere else)."""
+
+    def __init__(self) -> None:
+        self.tables: list[pa.Table] = []
+        self.fail = False
+        self.closed = False
+
+    def write(self, model: Any, table: pa.Table) -> None:
+        if self.fail:
+            raise OSError("disk full")
+        self.tables.append(table)
+
+    def publish(self, *, force: bool = False) -> int:
+        return 0
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_log_flushes_by_rows_by_time_and_on_close() -> None:
+    sink = ListSink()
+    log = PredictionLog(sink, flush_rows=3, flush_seconds=0.2)
+    log.start()
+    for i in range(3):
+        log.record(MODEL, _entry(i, "a"))
+    deadline = time.monotonic() + 10
+    while not sink.tables and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sink.tables and sink.tables[0].num_rows == 3
+    log.record(MODEL, _entry(3, "a"))
+    deadline = time.monotonic() + 10
+    while sum(t.num_rows for t in sink.tables) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sum(t.num_rows for t in sink.tables) == 4  # by time, under flush_rows
+    sink.fail = True
+    log.record(MODEL, _entry(4, "a"))
+    log.flush()
+    assert log.failures == 1 and log.pending_rows == 1  # kept for the next try
+    sink.fail = False
+    log.close()
+    assert sink.closed
+    table = pa.concat_tables(sink.tables)
+    assert table.column("request_id").to_pylist() == [f"r{i}" for i in range(5)]
+    assert table.column_names[:7] == [
+        "request_id",
+        "time",
+        "model",
+        "version",
+        "role",
+        "served",
+        "row",
+    ]
+    assert table.column("k").to_pylist() == ["a"] * 5 and table.column("g").to_pylist() == ["x"] * 5

@@ -17,14 +17,12 @@ from typing import Any
 import httpx
 import numpy as np
 import psutil
-import pyarrow as pa
 import pytest
 from retail_copy import copy_retail
 
 from boite.errors import ConfigError, RequestError
 from boite.pipeline.project import open_project
 from boite.serving.auth import Tokens
-from boite.serving.predlog import Entry, PredictionLog
 from boite.serving.routing import bucket
 from boite.serving.server import _nodelay
 
@@ -318,79 +316,6 @@ def test_boite_serve_with_two_workers_answers_and_shuts_down_cleanly(
         assert logged == [(sent,)]
     finally:
         project.close()
-
-
-class ListSink:
-    """A sink that keeps tables in memory, failing on demand (the log's own logic is
-    under test here; the ledger sink is tested over HTTP above)."""
-
-    def __init__(self) -> None:
-        self.tables: list[pa.Table] = []
-        self.fail = False
-        self.closed = False
-
-    def write(self, model: Any, table: pa.Table) -> None:
-        if self.fail:
-            raise OSError("disk full")
-        self.tables.append(table)
-
-    def publish(self, *, force: bool = False) -> int:
-        return 0
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def _entry(i: int) -> Entry:
-    return Entry(f"r{i}", i, "champion", True, [{"k": "a"}], [[float(i), "x"]], [0.5], 0.1)
-
-
-def test_the_log_flushes_by_rows_by_time_and_on_close() -> None:
-    from boite.serving.model import Output, ServedModel
-
-    fake = ServedModel(
-        name="m",
-        version=1,
-        task="regression",
-        inputs=("f", "g"),
-        kinds={"f": "number", "g": "category"},
-        predict=lambda rows: [0.0] * len(rows),
-        outputs=(Output("prediction", "FP64"),),
-        entity_keys=("k",),
-    )
-    sink = ListSink()
-    log = PredictionLog(sink, flush_rows=3, flush_seconds=0.2)
-    log.start()
-    for i in range(3):
-        log.record(fake, _entry(i))
-    deadline = time.monotonic() + 10
-    while not sink.tables and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert sink.tables and sink.tables[0].num_rows == 3
-    log.record(fake, _entry(3))
-    deadline = time.monotonic() + 10
-    while sum(t.num_rows for t in sink.tables) < 4 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert sum(t.num_rows for t in sink.tables) == 4  # by time, under flush_rows
-    sink.fail = True
-    log.record(fake, _entry(4))
-    log.flush()
-    assert log.failures == 1 and log.pending_rows == 1  # kept for the next try
-    sink.fail = False
-    log.close()
-    assert sink.closed
-    table = pa.concat_tables(sink.tables)
-    assert table.column("request_id").to_pylist() == [f"r{i}" for i in range(5)]
-    assert table.column_names[:7] == [
-        "request_id",
-        "time",
-        "model",
-        "version",
-        "role",
-        "served",
-        "row",
-    ]
-    assert table.column("k").to_pylist() == ["a"] * 5 and table.column("g").to_pylist() == ["x"] * 5
 
 
 def test_an_entity_without_online_features_is_rejected_when_the_environment_says_so(
